@@ -1,0 +1,174 @@
+"""The sync server, assembled: store, keys, broker link, ingest, live state, web.
+
+Threads: paho's (``yijing.mqtt``) only enqueues into ingest; the ingest thread verifies,
+stores and acknowledges; the asyncio loop serves HTTP and WebSockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from protocol import Outgoing, ServerEndpoint, topics
+from provisioning import DeviceIdentity, load_or_create_server_identity
+from provisioning.identity import raw_public
+from yijing.broker import LocalBroker, start_local_broker
+from yijing.mqtt import MqttLink
+
+from .errors import ConfigError
+from .ingest import Ingest
+from .keyring import StoreKeyRing
+from .live import Hub, LiveState
+from .sqlite_store import SqliteStore
+from .store import Device, DeviceKey
+from .web.access import TokenAuthenticator
+from .web.app import make_app
+
+log = logging.getLogger("yijing.server")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    host: str
+    port: int
+    protocol: str
+
+
+def parse_broker_url(url: str) -> BrokerUrl:
+    """``mqtt://host:port`` (MQTT 5) or ``mqtt://host:port?protocol=3.1.1``."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "mqtt":
+        raise ConfigError(f"broker URL {url!r}: scheme must be mqtt:// (TLS comes with mqtts://)")
+    if not parsed.hostname:
+        raise ConfigError(f"broker URL {url!r}: no host")
+    try:
+        port = parsed.port or 1883
+    except ValueError as exc:
+        raise ConfigError(f"broker URL {url!r}: {exc}") from None
+    query = urllib.parse.parse_qs(parsed.query)
+    protocol = query.get("protocol", ["5"])[0]
+    if protocol not in ("5", "3.1.1"):
+        raise ConfigError(f"broker URL {url!r}: protocol must be 5 or 3.1.1")
+    return BrokerUrl(parsed.hostname, port, protocol)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    data_dir: Path
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    broker_url: str | None = None  # None: start a local broker
+    batch_max: int = 1000
+    batch_wait_s: float = 0.02
+
+
+class Server:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        data = config.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self.identity = load_or_create_server_identity(data / "server-key.json")
+        self.store = SqliteStore(data / "yijing.db")
+        self.keyring = StoreKeyRing(self.store)
+        self.endpoint = ServerEndpoint(
+            signing_key=self.identity.signing_key, key_id=self.identity.key_id
+        )
+        self.hub = Hub()
+        self.live = LiveState(self.hub)
+        self.live.load(self.store)
+        self.auth, self.first_admin_token = TokenAuthenticator.load_or_create(data / "tokens.json")
+        self.broker: LocalBroker | None = None
+        self.broker_address = (
+            parse_broker_url(config.broker_url) if config.broker_url is not None else None
+        )
+        self.link: MqttLink | None = None
+        self.ingest = Ingest(
+            self.store,
+            self.keyring,
+            self.endpoint,
+            publish=self._publish,
+            on_accepted=self.live.apply,
+            batch_max=config.batch_max,
+            batch_wait_s=config.batch_wait_s,
+            clock=clock,
+        )
+        self._runner: web.AppRunner | None = None
+        self.http_port = config.http_port
+
+    def _publish(self, out: Outgoing) -> None:
+        assert self.link is not None
+        self.link.publish(out.topic, out.payload, qos=1)
+
+    def register_device(self, identity: DeviceIdentity, *, label: str = "") -> None:
+        key = DeviceKey(
+            identity.device_id, identity.key_id, identity.mac_key, raw_public(identity.public_key)
+        )
+        device = Device(identity.device_id, label, identity.units, int(self._clock() * 1000))
+        self.store.add_device(device, key)
+        self.keyring.add(key)
+
+    async def start(self) -> None:
+        if self.broker_address is None:
+            self.broker = await asyncio.to_thread(
+                start_local_broker, self.config.data_dir / "broker"
+            )
+            self.broker_address = BrokerUrl(self.broker.host, self.broker.port, self.broker.protocol)
+        address = self.broker_address
+        # MQTT 5 shared subscription: several server processes split the uplink between them.
+        topic_filter = (
+            topics.shared("yijing", topics.UPLINK_FILTER)
+            if address.protocol == "5"
+            else topics.UPLINK_FILTER
+        )
+        self.link = MqttLink(
+            client_id=f"yijing-server-{int(self._clock())}",
+            host=address.host,
+            port=address.port,
+            protocol=address.protocol,
+            subscriptions=[(topic_filter, 1)],
+            on_message=self.ingest.submit,
+        )
+        self.ingest.start()
+        self.link.start()
+        app = make_app(
+            store=self.store, live=self.live, hub=self.hub, auth=self.auth,
+            stats=self.ingest.stats, clock=self._clock,
+        )
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http_host, self.config.http_port)
+        await site.start()
+        if self.config.http_port == 0:
+            server = site._server
+            assert server is not None and server.sockets  # type: ignore[attr-defined]
+            self.http_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        await asyncio.to_thread(self.link.wait_connected, 10)
+        log.info("server on http://%s:%s, broker %s:%s", self.config.http_host, self.http_port,
+                 address.host, address.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.http_host}:{self.http_port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.link is not None:
+            await asyncio.to_thread(self.link.stop)
+        await asyncio.to_thread(self.ingest.stop)
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
+        self.store.close()

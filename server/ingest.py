@@ -1,0 +1,225 @@
+"""Ingest: verify, deduplicate, store in batches, then acknowledge, then tell the live feed.
+
+The MQTT thread only enqueues ``(topic, payload, received_ms)``; one ingest thread drains the
+queue in batches (up to ``batch_max`` frames or ``batch_wait_s`` of waiting), verifies each
+frame, stores the whole batch in one transaction, and only after the commit publishes one
+``StoredAck`` per terminal. A crash before the commit loses nothing: the terminal still holds
+every unacknowledged frame and sends it again.
+
+Bad frames never stop the batch: each is rejected alone, counted per (device, reason), and
+logged once per reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from protocol import (
+    Checkpoint,
+    Fix,
+    Outgoing,
+    Position,
+    PositionBatch,
+    ProtocolError,
+    ServerEndpoint,
+    UplinkVerifier,
+    Verified,
+)
+from protocol.messages import Message
+from yijing.mqtt import LinkError
+
+from .errors import StoreError
+from .keyring import StoreKeyRing
+from .store import IncomingFrame, Outcome, Store
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    acks_sent: int = 0
+    ack_failures: int = 0
+    batches: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What the live feed learns from one stored frame."""
+
+    device_id: str
+    seq: int
+    message: Message
+    received_ms: int
+
+
+def _party(topic: str) -> str:
+    """The device a (possibly malformed) uplink topic names, for counting rejections."""
+    parts = topic.split("/")
+    return parts[3][:64] if len(parts) == 5 else "?"
+
+
+def _fixes(message: Message) -> tuple[Fix, ...]:
+    if isinstance(message, Position):
+        return (message.fix,)
+    if isinstance(message, PositionBatch):
+        return message.fixes
+    fix = getattr(message, "fix", None)
+    return (fix,) if fix is not None else ()
+
+
+class Ingest:
+    def __init__(
+        self,
+        store: Store,
+        keyring: StoreKeyRing,
+        endpoint: ServerEndpoint,
+        *,
+        publish: Callable[[Outgoing], None],
+        on_accepted: Callable[[list[Accepted]], None] = lambda batch: None,
+        batch_max: int = 1000,
+        batch_wait_s: float = 0.02,
+        clock: Callable[[], float] = time.time,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._verifier = UplinkVerifier(keyring)
+        self._endpoint = endpoint
+        self._publish = publish
+        self._on_accepted = on_accepted
+        self._batch_max = batch_max
+        self._batch_wait_s = batch_wait_s
+        self._clock = clock
+        self._log = logger or logging.getLogger("yijing.ingest")
+        self._queue: queue.SimpleQueue[tuple[str, bytes, int] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._logged_reasons: set[str] = set()
+        self.stats = IngestStats()
+
+    # --- threads ----------------------------------------------------------------------------
+
+    def submit(self, topic: str, payload: bytes) -> None:
+        """Called on the MQTT thread: only enqueue."""
+        self._queue.put((topic, payload, int(self._clock() * 1000)))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self._batch_wait_s
+            stop = False
+            while len(batch) < self._batch_max:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = self._queue.get(timeout=max(0.0, remaining)) if remaining > 0 else (
+                        self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                self.process(batch)
+            except StoreError as exc:
+                # Nothing was acknowledged, so the terminals will resend; say it loudly.
+                self._log.error("batch of %d not stored: %s", len(batch), exc)
+            if stop:
+                return
+
+    # --- the work ------------------------------------------------------------------------------
+
+    def _reject(self, topic: str, exc: ProtocolError) -> None:
+        device = _party(topic)
+        reason = f"{type(exc).__name__}: {exc.field}"
+        self.stats.rejected[(device, reason)] += 1
+        if reason not in self._logged_reasons:
+            self._logged_reasons.add(reason)
+            self._log.warning("rejected frame on %s: %s (further ones counted only)", topic, exc)
+
+    def process(self, batch: list[tuple[str, bytes, int]]) -> list[Accepted]:
+        """Verify, store and acknowledge one batch; return what was newly stored."""
+        self.stats.received += len(batch)
+        self.stats.batches += 1
+        verified: list[tuple[Verified, int]] = []
+        status: list[Accepted] = []
+        for topic, payload, received_ms in batch:
+            try:
+                v = self._verifier.receive(topic, payload)
+            except ProtocolError as exc:
+                self._reject(topic, exc)
+                continue
+            if v.envelope.seq == 0:  # the offline will: status only, never stored or acked
+                status.append(Accepted(v.envelope.party, 0, v.envelope.message, received_ms))
+            else:
+                verified.append((v, received_ms))
+        frames = [self._frame(v, received_ms) for v, received_ms in verified]
+        outcomes = self._store.store_frames(frames) if frames else []
+        to_ack: dict[tuple[str, int], list[int]] = defaultdict(list)
+        accepted: list[Accepted] = []
+        for (v, received_ms), frame, outcome in zip(verified, frames, outcomes, strict=True):
+            env = v.envelope
+            if outcome is Outcome.NEW:
+                self.stats.stored += 1
+                accepted.append(Accepted(env.party, env.seq, env.message, received_ms))
+            elif outcome is Outcome.DUPLICATE:
+                self.stats.duplicates += 1
+            else:
+                self.stats.conflicts += 1
+                self._log.warning("%s seq %d arrived with different bytes; kept the first",
+                                  env.party, env.seq)
+            # Conflicts are acknowledged too: the first copy is durable, and an endless resend
+            # would help nobody. The conflict counter is what an inspector sees.
+            to_ack[(env.party, frame.key_id)].append(env.seq)
+        self._acknowledge(to_ack)
+        if accepted or status:
+            self._on_accepted(accepted + status)
+        return accepted
+
+    def _frame(self, v: Verified, received_ms: int) -> IncomingFrame:
+        env = v.envelope
+        message = env.message
+        fixes = _fixes(message)
+        checkpoint = (
+            (message.first_seq, message.last_seq) if isinstance(message, Checkpoint) else None
+        )
+        return IncomingFrame(
+            device_id=env.party, seq=env.seq, key_id=env.key_id, type_code=message.TYPE,
+            sent_ms=env.sent_ms, received_ms=received_ms, payload=v.payload, digest=v.digest,
+            fixes=fixes, checkpoint_range=checkpoint,
+        )
+
+    def _acknowledge(self, to_ack: dict[tuple[str, int], list[int]]) -> None:
+        now_ms = int(self._clock() * 1000)
+        for (device, key_id), seqs in to_ack.items():
+            mac_key = self._keyring.mac_key(device, key_id)
+            if mac_key is None:  # pragma: no cover - verified a moment ago with this key
+                continue
+            out = self._endpoint.ack(device, seqs, mac_key=mac_key, key_id=key_id, sent_ms=now_ms)
+            try:
+                self._publish(out)
+                self.stats.acks_sent += 1
+            except LinkError as exc:  # the terminal resends, and the duplicate is acked again
+                self.stats.ack_failures += 1
+                self._log.info("ack to %s not sent (%s); it will resend", device, exc)

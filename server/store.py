@@ -1,0 +1,102 @@
+"""What the server keeps, behind one interface that each back end implements.
+
+SQLite is the default back end (``server.sqlite_store``); a PostgreSQL back end implements the
+same ``Store`` protocol and passes the same tests. Writes come in batches: ingest hands over
+every verified frame of a batch in one call, stored in one transaction, and acknowledges to the
+terminals only after that call returns.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from protocol import Fix
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    """One key generation of a terminal: its MAC key and its public signing key."""
+
+    device_id: str
+    key_id: int
+    mac_key: bytes
+    public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    label: str
+    units: tuple[str, ...]
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingFrame:
+    """A verified uplink frame, ready to store. ``fixes`` are the positions it carries."""
+
+    device_id: str
+    seq: int
+    key_id: int
+    type_code: int
+    sent_ms: int
+    received_ms: int
+    payload: bytes
+    digest: bytes
+    fixes: tuple[Fix, ...] = ()
+    checkpoint_range: tuple[int, int] | None = None
+
+
+class Outcome(enum.Enum):
+    NEW = "new"  # stored now
+    DUPLICATE = "duplicate"  # stored before, same bytes: acknowledge again
+    CONFLICT = "conflict"  # stored before with different bytes: keep the first, flag it
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPoint:
+    seq: int
+    fix: Fix
+    received_ms: int
+
+
+class Store(Protocol):
+    def close(self) -> None: ...
+
+    def add_device(self, device: Device, key: DeviceKey) -> None: ...
+
+    def add_key(self, key: DeviceKey) -> None: ...
+
+    def devices(self) -> list[Device]: ...
+
+    def keys(self) -> list[DeviceKey]: ...
+
+    def key(self, device_id: str, key_id: int) -> DeviceKey | None: ...
+
+    def store_frames(self, frames: Sequence[IncomingFrame]) -> list[Outcome]:
+        """Store a batch in one transaction; one outcome per frame, in order."""
+        ...
+
+    def track(
+        self, device_id: str, *, since_ms: int | None = None, until_ms: int | None = None,
+        limit: int = 10_000,
+    ) -> list[TrackPoint]:
+        """A device's fixes in time order (fix time), within the window."""
+        ...
+
+    def latest_fixes(self) -> dict[str, TrackPoint]:
+        """The newest fix (by fix time) of every device that has one."""
+        ...
+
+    def frame(self, device_id: str, seq: int) -> bytes | None: ...
+
+    def checkpoint_covering(self, device_id: str, seq: int) -> bytes | None:
+        """The stored frame of a checkpoint whose range includes ``seq``."""
+        ...
+
+    def frame_count(self, device_id: str | None = None) -> int: ...
+
+    def fix_count(self, device_id: str | None = None) -> int: ...

@@ -1,0 +1,216 @@
+"""The HTTP side: pages, REST and the live WebSocket. Every route declares its roles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ..ingest import IngestStats
+from ..live import Hub, LiveState
+from ..store import Store
+from .access import (
+    COOKIE,
+    PUBLIC,
+    WATCH,
+    Authenticator,
+    Routes,
+    TokenAuthenticator,
+    access_middleware,
+    check_declared,
+    error,
+)
+
+STATIC = Path(__file__).parent / "static"
+STORE = web.AppKey("store", object)
+LIVE = web.AppKey("live", LiveState)
+HUB = web.AppKey("hub", Hub)
+AUTH = web.AppKey("auth", object)
+STATS = web.AppKey("stats", object)
+CLOCK = web.AppKey("clock", object)
+
+routes = Routes()
+
+
+def _now_ms(request: web.Request) -> int:
+    clock: Callable[[], float] = request.app[CLOCK]  # type: ignore[assignment]
+    return int(clock() * 1000)
+
+
+def _int_param(request: web.Request, name: str, lo: int, hi: int, default: int | None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{name}: {raw!r} is not an integer"}),
+            content_type="application/json",
+        ) from None
+    if not lo <= value <= hi:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{name}: {value} is outside [{lo}, {hi}]"}),
+            content_type="application/json",
+        )
+    return value
+
+
+@routes.add("GET", "/", roles=PUBLIC)
+async def index(request: web.Request) -> web.StreamResponse:
+    # The page itself is public; everything it shows comes from role-checked API calls, and it
+    # explains how to sign in when those answer 401.
+    return web.FileResponse(STATIC / "index.html")
+
+
+@routes.add("GET", "/static/{name}", roles=PUBLIC)
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = STATIC / name
+    # Only plain file names inside static/: no "..", no sub-directories.
+    if "/" in name or name.startswith(".") or not path.is_file():
+        return error(404, f"no static file {name!r}")
+    return web.FileResponse(path)
+
+
+@routes.add("GET", "/login", roles=PUBLIC)
+async def login(request: web.Request) -> web.StreamResponse:
+    token = request.query.get("token", "")
+    auth: TokenAuthenticator = request.app[AUTH]  # type: ignore[assignment]
+    if not token or auth.check(token) is None:
+        return error(401, "unknown or missing token")
+    response = web.HTTPFound("/")
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="Strict", secure=request.secure, max_age=12 * 3600
+    )
+    raise response
+
+
+@routes.add("GET", "/api/v1/health", roles=PUBLIC)
+async def health(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "ok", "server_time_ms": _now_ms(request)})
+
+
+@routes.add("GET", "/api/v1/me", roles=PUBLIC)
+async def me(request: web.Request) -> web.StreamResponse:
+    principal = request["principal"]
+    if principal is None:
+        return error(401, "sign in first: open the link printed by `yijing server`")
+    return web.json_response({"name": principal.name, "role": principal.role.value})
+
+
+@routes.add("GET", "/api/v1/terminals", roles=WATCH)
+async def terminals(request: web.Request) -> web.StreamResponse:
+    live: LiveState = request.app[LIVE]
+    return web.json_response({"server_time_ms": _now_ms(request), "terminals": live.snapshot()})
+
+
+@routes.add("GET", "/api/v1/terminals/{device}/track", roles=WATCH)
+async def track(request: web.Request) -> web.StreamResponse:
+    store: Store = request.app[STORE]  # type: ignore[assignment]
+    device = request.match_info["device"]
+    since = _int_param(request, "since_ms", 0, 2**62, None)
+    until = _int_param(request, "until_ms", 0, 2**62, None)
+    limit = _int_param(request, "limit", 1, 100_000, 10_000)
+    assert limit is not None
+    points = await asyncio.to_thread(
+        store.track, device, since_ms=since, until_ms=until, limit=limit
+    )
+    return web.json_response(
+        {
+            "device": device,
+            "points": [
+                {"seq": p.seq, "time_ms": p.fix.time_ms, "lat": p.fix.lat, "lon": p.fix.lon,
+                 "accuracy_m": p.fix.accuracy_m, "speed_mps": p.fix.speed_mps}
+                for p in points
+            ],
+        }
+    )
+
+
+@routes.add("GET", "/api/v1/stats", roles=WATCH)
+async def stats(request: web.Request) -> web.StreamResponse:
+    s: IngestStats = request.app[STATS]  # type: ignore[assignment]
+    rejected: dict[str, dict[str, int]] = {}
+    for (device, reason), n in s.rejected.items():
+        rejected.setdefault(device, {})[reason] = n
+    return web.json_response(
+        {
+            "received": s.received, "stored": s.stored, "duplicates": s.duplicates,
+            "conflicts": s.conflicts, "acks_sent": s.acks_sent, "batches": s.batches,
+            "rejected": rejected, "watchers": request.app[HUB].watchers,
+        }
+    )
+
+
+@routes.add("GET", "/api/v1/live", roles=WATCH)
+async def live_feed(request: web.Request) -> web.StreamResponse:
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    hub = request.app[HUB]
+    watcher = hub.watch()
+    try:
+        hello = {"type": "hello", "server_time_ms": _now_ms(request),
+                 "terminals": request.app[LIVE].snapshot()}
+        await ws.send_json(hello)
+        reader = asyncio.ensure_future(ws.receive())
+        while not ws.closed:
+            updates = asyncio.ensure_future(watcher.next())
+            done, _ = await asyncio.wait({reader, updates}, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                updates.cancel()
+                msg = reader.result()
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
+                                WSMsgType.ERROR):
+                    break
+                reader = asyncio.ensure_future(ws.receive())  # watchers send nothing we need
+                continue
+            await ws.send_json(
+                {"type": "update", "server_time_ms": _now_ms(request), "terminals": updates.result()}
+            )
+        reader.cancel()
+    finally:
+        hub.unwatch(watcher)
+    return ws
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own 404/405 as JSON with a sentence, so API clients see what was wrong."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return error(exc.status, f"{exc.reason}: {request.method} {request.path}")
+
+
+def make_app(
+    *,
+    store: Store,
+    live: LiveState,
+    hub: Hub,
+    auth: Authenticator,
+    stats: IngestStats,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    app = web.Application(middlewares=[json_errors, access_middleware(auth)])
+    app[STORE] = store
+    app[LIVE] = live
+    app[HUB] = hub
+    app[AUTH] = auth
+    app[STATS] = stats
+    app[CLOCK] = clock
+    app.add_routes(routes.table)
+    check_declared(app)
+
+    async def bind_hub(app: web.Application) -> None:
+        hub.bind(asyncio.get_running_loop())
+
+    app.on_startup.append(bind_hub)
+    return app

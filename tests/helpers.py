@@ -1,0 +1,30 @@
+"""Helpers shared by tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from provisioning import BrokerAddress, Enrolment, new_device
+from server.app import Server
+from yijing.broker import LocalBroker
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def enrol(server: Server, device_id: str, broker: LocalBroker, units: tuple[str, ...] = ()) -> Enrolment:
+    identity = new_device(device_id, units=units)
+    server.register_device(identity)
+    return Enrolment(
+        identity,
+        server.identity.public_key,
+        server.identity.key_id,
+        BrokerAddress(broker.host, broker.port, broker.protocol),
+    )

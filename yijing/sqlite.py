@@ -1,0 +1,51 @@
+"""SQLite connections and schema migrations, shared by the agent's outbox and the server store.
+
+Migrations are numbered functions applied in order inside one transaction each; the number
+applied so far is ``PRAGMA user_version`` (SQLite file format §1.3.23), so a database knows
+its own schema without a bookkeeping table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+class SchemaError(Exception):
+    """The database is newer than this code, or a migration failed."""
+
+
+def open_database(path: Path, *, synchronous: str = "NORMAL") -> sqlite_utils.Database:
+    """A WAL-mode database. ``synchronous=FULL`` makes each commit survive power loss."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    db = sqlite_utils.Database(conn)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> int:
+    """Apply the migrations the database has not seen; return the schema version."""
+    conn = db.conn
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > len(migrations):
+        raise SchemaError(
+            f"database schema version {current} is newer than this code ({len(migrations)})"
+        )
+    for version, step in enumerate(migrations[current:], start=current + 1):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            step(db)
+            conn.execute(f"PRAGMA user_version={version}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise SchemaError(f"migration {version} ({step.__name__}) failed: {exc}") from exc
+    return len(migrations)

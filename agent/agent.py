@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from protocol import (
     ConfigPush,
@@ -88,7 +88,8 @@ class Agent:
         )
         self.outbox = Outbox(data_dir / "outbox.db", self.endpoint, clock_ms=self._now_ms)
         self._inbox: queue.SimpleQueue[tuple[str, str, bytes]] = queue.SimpleQueue()
-        self._inflight: dict[int, float] = {}
+        # seq -> (when sent, which connection it went out on)
+        self._inflight: dict[int, tuple[float, int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stats = AgentStats()
@@ -101,7 +102,7 @@ class Agent:
             protocol=broker.protocol,
             subscriptions=[(f, 1) for f in self.endpoint.subscriptions],
             on_message=lambda topic, payload: self._inbox.put(("msg", topic, payload)),
-            on_connect=lambda: self._inbox.put(("up", "", b"")),
+            on_connect=lambda: self._inbox.put(("up", str(self.link.connects), b"")),
             will=Will(*self._will()),
             # Keep the broker session a day so commands sent while the 4G link is down wait.
             session_expiry_s=86_400,
@@ -120,7 +121,9 @@ class Agent:
 
     def start(self) -> None:
         self.link.start()
-        self._thread = threading.Thread(target=self.run, name=f"agent-{self.device_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.run, name=f"agent-{self.device_id}", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -159,21 +162,23 @@ class Agent:
         if not self.link.connected:
             return
         now = self._clock()
-        late = [s for s, t in self._inflight.items() if now - t >= self.settings.ack_timeout_s]
+        timeout = self.settings.ack_timeout_s
+        late = [s for s, (t, _) in self._inflight.items() if now - t >= timeout]
         for seq in late:
             del self._inflight[seq]
         room = self.settings.window - len(self._inflight)
         if room <= 0:
             return
+        connection = self.link.connects
         for item in self.outbox.next_items(room, exclude=self._inflight.keys()):
             try:
                 self.link.publish(item.topic, item.payload, qos=1)
             except NotConnected:
                 return
-            self._inflight[item.seq] = now
+            self._inflight[item.seq] = (now, connection)
             self.stats.published += 1
             if item.seq in late:
-                self.stats.resent += 1
+                self.stats.resent += 1  # an ack that never came; a reconnect resends silently
 
     def _drain_inbox(self, timeout: float) -> None:
         try:
@@ -189,9 +194,11 @@ class Agent:
 
     def _handle(self, kind: str, topic: str, payload: bytes) -> None:
         if kind == "up":
-            # A new connection: what was in flight may be lost with the old one; send it again.
-            self.stats.resent += len(self._inflight)
-            self._inflight.clear()
+            # A new connection: what went out on an older one may be lost with it; send again.
+            connection = int(topic)
+            stale = [s for s, (_, c) in self._inflight.items() if c < connection]
+            for seq in stale:
+                del self._inflight[seq]
             return
         try:
             envelope = self.endpoint.receive(topic, payload)
@@ -215,7 +222,7 @@ class Agent:
 
     def _apply_config(self, push: ConfigPush) -> None:
         values = push.as_dict()
-        changes: dict[str, float] = {}
+        changes: dict[str, Any] = {}
         if Setting.INTERVAL_MOVING_S in values:
             changes["report_interval_s"] = values[Setting.INTERVAL_MOVING_S]
         if Setting.HEARTBEAT_S in values:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,14 +70,16 @@ class Item:
 
 
 def _v1(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": int}, pk="key")
-    db["meta"].insert_all([{"key": "next_seq", "value": 1}, {"key": "checkpoint_from", "value": 1}])
-    db["items"].create(
+    db.table("meta").create({"key": str, "value": int}, pk="key")
+    db.table("meta").insert_all(
+        [{"key": "next_seq", "value": 1}, {"key": "checkpoint_from", "value": 1}]
+    )
+    db.table("items").create(
         {"seq": int, "lane": int, "created_ms": int, "topic": str, "payload": bytes},
         pk="seq",
     )
-    db["items"].create_index(["lane", "seq"])
-    db["digests"].create({"seq": int, "digest": bytes}, pk="seq")
+    db.table("items").create_index(["lane", "seq"])
+    db.table("digests").create({"seq": int, "digest": bytes}, pk="seq")
 
 
 MIGRATIONS = [_v1]
@@ -104,6 +106,10 @@ class Outbox:
 
     def close(self) -> None:
         self._conn.close()
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     def _meta(self, key: str) -> int:
         return int(self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
@@ -144,8 +150,13 @@ class Outbox:
                 self._checkpoint(now_ms)
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise OutboxError(f"cannot store {type(message).__name__}: {exc}") from exc
+        except BaseException:
+            # Sealing can refuse (a ProtocolError, e.g. a clock before 2000 at boot): never
+            # leave the write transaction open, or the next put fails too.
+            self._rollback()
+            raise
         return seq
 
     def flush_checkpoint(self) -> None:
@@ -155,8 +166,11 @@ class Outbox:
             self._checkpoint(self._clock_ms())
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise OutboxError(f"cannot write checkpoint: {exc}") from exc
+        except BaseException:
+            self._rollback()
+            raise
 
     def acknowledge(self, ack: StoredAck) -> int:
         """Forget what the server stored; return how many rows went."""
@@ -164,7 +178,9 @@ class Outbox:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             for first, last in ack.ranges:
-                cur = self._conn.execute("DELETE FROM items WHERE seq BETWEEN ? AND ?", (first, last))
+                cur = self._conn.execute(
+                    "DELETE FROM items WHERE seq BETWEEN ? AND ?", (first, last)
+                )
                 removed += cur.rowcount
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -172,7 +188,7 @@ class Outbox:
             raise OutboxError(f"cannot apply ack: {exc}") from exc
         return removed
 
-    def next_items(self, limit: int, *, exclude: set[int] | frozenset[int] = frozenset()) -> list[Item]:
+    def next_items(self, limit: int, *, exclude: Collection[int] = frozenset()) -> list[Item]:
         """Up to ``limit`` unacknowledged items by lane priority, skipping ``exclude``."""
         items: list[Item] = []
         for lane in Lane:

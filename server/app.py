@@ -40,6 +40,10 @@ class BrokerUrl:
     port: int
     protocol: str
 
+    def __str__(self) -> str:
+        suffix = "" if self.protocol == "5" else f"?protocol={self.protocol}"
+        return f"mqtt://{self.host}:{self.port}{suffix}"
+
 
 def parse_broker_url(url: str) -> BrokerUrl:
     """``mqtt://host:port`` (MQTT 5) or ``mqtt://host:port?protocol=3.1.1``."""
@@ -125,7 +129,9 @@ class Server:
             self.broker = await asyncio.to_thread(
                 start_local_broker, self.config.data_dir / "broker"
             )
-            self.broker_address = BrokerUrl(self.broker.host, self.broker.port, self.broker.protocol)
+            self.broker_address = BrokerUrl(
+                self.broker.host, self.broker.port, self.broker.protocol
+            )
         address = self.broker_address
         # MQTT 5 shared subscription: several server processes split the uplink between them.
         topic_filter = (
@@ -144,8 +150,12 @@ class Server:
         self.ingest.start()
         self.link.start()
         app = make_app(
-            store=self.store, live=self.live, hub=self.hub, auth=self.auth,
-            stats=self.ingest.stats, clock=self._clock,
+            store=self.store,
+            live=self.live,
+            hub=self.hub,
+            auth=self.auth,
+            stats=self.ingest.stats,
+            clock=self._clock,
         )
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -156,8 +166,13 @@ class Server:
             assert server is not None and server.sockets  # type: ignore[attr-defined]
             self.http_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         await asyncio.to_thread(self.link.wait_connected, 10)
-        log.info("server on http://%s:%s, broker %s:%s", self.config.http_host, self.http_port,
-                 address.host, address.port)
+        log.info(
+            "server on http://%s:%s, broker %s:%s",
+            self.config.http_host,
+            self.http_port,
+            address.host,
+            address.port,
+        )
 
     @property
     def url(self) -> str:

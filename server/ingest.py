@@ -131,8 +131,10 @@ class Ingest:
             while len(batch) < self._batch_max:
                 remaining = deadline - time.monotonic()
                 try:
-                    item = self._queue.get(timeout=max(0.0, remaining)) if remaining > 0 else (
-                        self._queue.get_nowait()
+                    item = (
+                        self._queue.get(timeout=max(0.0, remaining))
+                        if remaining > 0
+                        else (self._queue.get_nowait())
                     )
                 except queue.Empty:
                     break
@@ -187,8 +189,9 @@ class Ingest:
                 self.stats.duplicates += 1
             else:
                 self.stats.conflicts += 1
-                self._log.warning("%s seq %d arrived with different bytes; kept the first",
-                                  env.party, env.seq)
+                self._log.warning(
+                    "%s seq %d arrived with different bytes; kept the first", env.party, env.seq
+                )
             # Conflicts are acknowledged too: the first copy is durable, and an endless resend
             # would help nobody. The conflict counter is what an inspector sees.
             to_ack[(env.party, frame.key_id)].append(env.seq)
@@ -205,9 +208,16 @@ class Ingest:
             (message.first_seq, message.last_seq) if isinstance(message, Checkpoint) else None
         )
         return IncomingFrame(
-            device_id=env.party, seq=env.seq, key_id=env.key_id, type_code=message.TYPE,
-            sent_ms=env.sent_ms, received_ms=received_ms, payload=v.payload, digest=v.digest,
-            fixes=fixes, checkpoint_range=checkpoint,
+            device_id=env.party,
+            seq=env.seq,
+            key_id=env.key_id,
+            type_code=message.TYPE,
+            sent_ms=env.sent_ms,
+            received_ms=received_ms,
+            payload=v.payload,
+            digest=v.digest,
+            fixes=fixes,
+            checkpoint_range=checkpoint,
         )
 
     def _acknowledge(self, to_ack: dict[tuple[str, int], list[int]]) -> None:

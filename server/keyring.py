@@ -23,7 +23,8 @@ class StoreKeyRing:
         self._clock = clock
         self._lock = threading.Lock()
         self._keys: dict[tuple[str, int], DeviceKey] = {
-            (k.device_id, k.key_id): k for k in store.keys()  # noqa: SIM118
+            (k.device_id, k.key_id): k
+            for k in store.keys()  # noqa: SIM118
         }
         self._public: dict[tuple[str, int], Ed25519PublicKey] = {}
         self._misses: dict[tuple[str, int], float] = {}

@@ -38,8 +38,13 @@ class TerminalState:
         if self.fix is not None:
             f = self.fix
             doc["fix"] = {
-                "time_ms": f.time_ms, "lat": f.lat, "lon": f.lon, "accuracy_m": f.accuracy_m,
-                "speed_mps": f.speed_mps, "course_deg": f.course_deg, "source": f.source.value,
+                "time_ms": f.time_ms,
+                "lat": f.lat,
+                "lon": f.lon,
+                "accuracy_m": f.accuracy_m,
+                "speed_mps": f.speed_mps,
+                "course_deg": f.course_deg,
+                "source": f.source.value,
             }
         return doc
 
@@ -113,7 +118,9 @@ class LiveState:
         latest = store.latest_fixes()
         with self._lock:
             for device in store.devices():
-                state = self._terminals.setdefault(device.device_id, TerminalState(device.device_id))
+                state = self._terminals.setdefault(
+                    device.device_id, TerminalState(device.device_id)
+                )
                 point = latest.get(device.device_id)
                 if point is not None:
                     state.fix, state.fix_seq = point.fix, point.seq
@@ -142,4 +149,6 @@ class LiveState:
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [s.to_json() for s in sorted(self._terminals.values(), key=lambda s: s.device_id)]
+            return [
+                s.to_json() for s in sorted(self._terminals.values(), key=lambda s: s.device_id)
+            ]

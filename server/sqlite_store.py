@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -23,15 +24,15 @@ from .store import Device, DeviceKey, IncomingFrame, Outcome, TrackPoint
 
 
 def _v1(db: sqlite_utils.Database) -> None:
-    db["devices"].create(
+    db.table("devices").create(
         {"device_id": str, "label": str, "units": str, "created_ms": int}, pk="device_id"
     )
-    db["device_keys"].create(
+    db.table("device_keys").create(
         {"device_id": str, "key_id": int, "mac_key": bytes, "public_key": bytes},
         pk=("device_id", "key_id"),
         foreign_keys=[("device_id", "devices", "device_id")],
     )
-    db["frames"].create(
+    db.table("frames").create(
         {
             "device_id": str,
             "seq": int,
@@ -44,7 +45,7 @@ def _v1(db: sqlite_utils.Database) -> None:
         },
         pk=("device_id", "seq"),
     )
-    db["positions"].create(
+    db.table("positions").create(
         {
             "device_id": str,
             "seq": int,
@@ -62,11 +63,11 @@ def _v1(db: sqlite_utils.Database) -> None:
         },
         pk=("device_id", "seq", "idx"),
     )
-    db["positions"].create_index(["device_id", "time_ms"])
-    db["checkpoints"].create(
+    db.table("positions").create_index(["device_id", "time_ms"])
+    db.table("checkpoints").create(
         {"device_id": str, "seq": int, "first_seq": int, "last_seq": int}, pk=("device_id", "seq")
     )
-    db["checkpoints"].create_index(["device_id", "last_seq"])
+    db.table("checkpoints").create_index(["device_id", "last_seq"])
 
 
 MIGRATIONS = [_v1]
@@ -76,12 +77,19 @@ _POSITION_COLUMNS = (
 )
 
 
-def _fix(row: Sequence[object]) -> Fix:
+def _fix(row: Sequence[Any]) -> Fix:
     time_ms, lat, lon, acc, speed, course, alt, sats, source = row
     return Fix(
-        time_ms=time_ms, lat=lat, lon=lon, accuracy_m=acc, speed_mps=speed, course_deg=course,
-        alt_m=alt, satellites=sats, source=FixSource(source),
-    )  # type: ignore[arg-type]
+        time_ms=time_ms,
+        lat=lat,
+        lon=lon,
+        accuracy_m=acc,
+        speed_mps=speed,
+        course_deg=course,
+        alt_m=alt,
+        satellites=sats,
+        source=FixSource(source),
+    )
 
 
 class SqliteStore:
@@ -112,7 +120,7 @@ class SqliteStore:
                 self._conn.execute("ROLLBACK")
                 raise StoreError(f"write failed: {exc}") from exc
 
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return list(self._conn.execute(sql, params).fetchall())
@@ -126,7 +134,8 @@ class SqliteStore:
             [
                 (
                     "INSERT INTO devices(device_id, label, units, created_ms) VALUES (?,?,?,?) "
-                    "ON CONFLICT(device_id) DO UPDATE SET label=excluded.label, units=excluded.units",
+                    "ON CONFLICT(device_id) DO UPDATE SET "
+                    "label=excluded.label, units=excluded.units",
                     [(device.device_id, device.label, json.dumps(device.units), device.created_ms)],
                 ),
                 (
@@ -150,11 +159,11 @@ class SqliteStore:
 
     def devices(self) -> list[Device]:
         rows = self._read("SELECT device_id, label, units, created_ms FROM devices ORDER BY 1")
-        return [Device(str(r[0]), str(r[1]), tuple(json.loads(str(r[2]))), int(r[3])) for r in rows]  # type: ignore[call-overload]
+        return [Device(str(r[0]), str(r[1]), tuple(json.loads(str(r[2]))), int(r[3])) for r in rows]
 
     def keys(self) -> list[DeviceKey]:
         rows = self._read("SELECT device_id, key_id, mac_key, public_key FROM device_keys")
-        return [DeviceKey(*r) for r in rows]  # type: ignore[arg-type]
+        return [DeviceKey(*r) for r in rows]
 
     def key(self, device_id: str, key_id: int) -> DeviceKey | None:
         rows = self._read(
@@ -162,7 +171,7 @@ class SqliteStore:
             "WHERE device_id=? AND key_id=?",
             (device_id, key_id),
         )
-        return DeviceKey(*rows[0]) if rows else None  # type: ignore[arg-type]
+        return DeviceKey(*rows[0]) if rows else None
 
     # --- frames -----------------------------------------------------------------------------
 
@@ -183,8 +192,16 @@ class SqliteStore:
         cur = self._conn.execute(
             "INSERT OR IGNORE INTO frames(device_id, seq, key_id, type, sent_ms, received_ms, "
             "payload, digest) VALUES (?,?,?,?,?,?,?,?)",
-            (f.device_id, f.seq, f.key_id, f.type_code, f.sent_ms, f.received_ms, f.payload,
-             f.digest),
+            (
+                f.device_id,
+                f.seq,
+                f.key_id,
+                f.type_code,
+                f.sent_ms,
+                f.received_ms,
+                f.payload,
+                f.digest,
+            ),
         )
         if cur.rowcount == 0:
             row = self._conn.execute(
@@ -196,8 +213,21 @@ class SqliteStore:
                 f"INSERT INTO positions(device_id, seq, idx, {_POSITION_COLUMNS}, received_ms) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (f.device_id, f.seq, i, x.time_ms, x.lat, x.lon, x.accuracy_m, x.speed_mps,
-                     x.course_deg, x.alt_m, x.satellites, x.source.value, f.received_ms)
+                    (
+                        f.device_id,
+                        f.seq,
+                        i,
+                        x.time_ms,
+                        x.lat,
+                        x.lon,
+                        x.accuracy_m,
+                        x.speed_mps,
+                        x.course_deg,
+                        x.alt_m,
+                        x.satellites,
+                        x.source.value,
+                        f.received_ms,
+                    )
                     for i, x in enumerate(f.fixes)
                 ],
             )
@@ -209,7 +239,11 @@ class SqliteStore:
         return Outcome.NEW
 
     def track(
-        self, device_id: str, *, since_ms: int | None = None, until_ms: int | None = None,
+        self,
+        device_id: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
         limit: int = 10_000,
     ) -> list[TrackPoint]:
         rows = self._read(
@@ -217,7 +251,7 @@ class SqliteStore:
             "AND time_ms>=? AND time_ms<=? ORDER BY time_ms, seq, idx LIMIT ?",
             (device_id, since_ms or 0, until_ms or 2**62, limit),
         )
-        return [TrackPoint(int(r[0]), _fix(r[1:10]), int(r[10])) for r in rows]  # type: ignore[call-overload]
+        return [TrackPoint(int(r[0]), _fix(r[1:10]), int(r[10])) for r in rows]
 
     def latest_fixes(self) -> dict[str, TrackPoint]:
         # The newest fix per device by fix time; ties broken by the later sequence number.
@@ -226,13 +260,13 @@ class SqliteStore:
             f" SELECT *, row_number() OVER (PARTITION BY device_id ORDER BY time_ms DESC,"
             f" seq DESC, idx DESC) AS rn FROM positions) WHERE rn=1"
         )
-        return {str(r[0]): TrackPoint(int(r[1]), _fix(r[2:11]), int(r[11])) for r in rows}  # type: ignore[call-overload]
+        return {str(r[0]): TrackPoint(int(r[1]), _fix(r[2:11]), int(r[11])) for r in rows}
 
     def frame(self, device_id: str, seq: int) -> bytes | None:
         rows = self._read(
             "SELECT payload FROM frames WHERE device_id=? AND seq=?", (device_id, seq)
         )
-        return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
+        return bytes(rows[0][0]) if rows else None
 
     def checkpoint_covering(self, device_id: str, seq: int) -> bytes | None:
         rows = self._read(
@@ -240,16 +274,16 @@ class SqliteStore:
             "AND f.seq=c.seq WHERE c.device_id=? AND c.first_seq<=? AND c.last_seq>=? LIMIT 1",
             (device_id, seq, seq),
         )
-        return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
+        return bytes(rows[0][0]) if rows else None
 
     def frame_count(self, device_id: str | None = None) -> int:
         if device_id is None:
-            return int(self._read("SELECT count(*) FROM frames")[0][0])  # type: ignore[call-overload]
-        return int(self._read("SELECT count(*) FROM frames WHERE device_id=?", (device_id,))[0][0])  # type: ignore[call-overload]
+            return int(self._read("SELECT count(*) FROM frames")[0][0])
+        return int(self._read("SELECT count(*) FROM frames WHERE device_id=?", (device_id,))[0][0])
 
     def fix_count(self, device_id: str | None = None) -> int:
         if device_id is None:
-            return int(self._read("SELECT count(*) FROM positions")[0][0])  # type: ignore[call-overload]
+            return int(self._read("SELECT count(*) FROM positions")[0][0])
         return int(
-            self._read("SELECT count(*) FROM positions WHERE device_id=?", (device_id,))[0][0]  # type: ignore[call-overload]
+            self._read("SELECT count(*) FROM positions WHERE device_id=?", (device_id,))[0][0]
         )

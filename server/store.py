@@ -81,7 +81,11 @@ class Store(Protocol):
         ...
 
     def track(
-        self, device_id: str, *, since_ms: int | None = None, until_ms: int | None = None,
+        self,
+        device_id: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
         limit: int = 10_000,
     ) -> list[TrackPoint]:
         """A device's fixes in time order (fix time), within the window."""

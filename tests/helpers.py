@@ -19,7 +19,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def enrol(server: Server, device_id: str, broker: LocalBroker, units: tuple[str, ...] = ()) -> Enrolment:
+def enrol(
+    server: Server, device_id: str, broker: LocalBroker, units: tuple[str, ...] = ()
+) -> Enrolment:
     identity = new_device(device_id, units=units)
     server.register_device(identity)
     return Enrolment(

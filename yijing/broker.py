@@ -77,7 +77,8 @@ class LocalBroker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        suffix = "" if self.protocol == "5" else f"?protocol={self.protocol}"
+        return f"mqtt://{self.host}:{self.port}{suffix}"
 
     def kill(self) -> None:
         """SIGKILL, as a power cut or an OOM kill would (for fault tests)."""
@@ -140,7 +141,9 @@ def start_mosquitto(
     log_file.close()
     if not wait_for_port("127.0.0.1", port, 10):
         process.kill()
-        raise BrokerStartError(f"{exe} -c {conf} did not listen on {port}; see {data_dir}/mosquitto.log")
+        raise BrokerStartError(
+            f"{exe} -c {conf} did not listen on {port}; see {data_dir}/mosquitto.log"
+        )
     return LocalBroker("127.0.0.1", port, "5", "mosquitto", _process=process)
 
 

@@ -64,7 +64,7 @@ class Backoff:
     def next_delay(self) -> float:
         ceiling = min(self.cap, self.base * 2 ** min(self.failures, 32))
         self.failures += 1
-        return ceiling * self._rng()
+        return float(ceiling * self._rng())
 
     def connected_for(self, seconds: float) -> None:
         """Report how long the last connection held; a stable one resets the backoff."""
@@ -161,7 +161,9 @@ class MqttLink:
     def start(self) -> None:
         if self._thread is not None:
             raise LinkError("link already started")
-        self._thread = threading.Thread(target=self._run, name=f"mqtt-{self.client_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"mqtt-{self.client_id}", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -189,7 +191,7 @@ class MqttLink:
         properties = None
         if expiry_s is not None and self.v5:
             # MQTT 5 §3.3.2.3.3: the broker discards the message if undelivered by then.
-            properties = Properties(PacketTypes.PUBLISH)
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.MessageExpiryInterval = expiry_s
         try:
             info = self._client.publish(topic, payload, qos=qos, properties=properties)
@@ -204,9 +206,7 @@ class MqttLink:
 
     def _connect(self) -> None:
         if self.v5:
-            from paho.mqtt.properties import Properties as Props
-
-            props = Props(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             if self._session_expiry_s:
                 # MQTT 5 §3.1.2.11.2: keep the session (and queued QoS 1 downlink) this long.
                 props.SessionExpiryInterval = self._session_expiry_s
@@ -240,8 +240,12 @@ class MqttLink:
             if self._connected.is_set():
                 self._mark_down()
             delay = self._backoff.next_delay()
-            self._log.info("link %s down (%s); reconnect in %.1fs",
-                           self.client_id, paho.error_string(rc), delay)
+            self._log.info(
+                "link %s down (%s); reconnect in %.1fs",
+                self.client_id,
+                paho.error_string(rc),
+                delay,
+            )
             self._stop.wait(delay)
         if self._connected.is_set():
             # MQTT 5 §3.14: a normal DISCONNECT, so the broker does not publish our will.
@@ -257,8 +261,14 @@ class MqttLink:
         if self._on_disconnect_cb is not None:
             self._on_disconnect_cb()
 
-    def _handle_connect(self, client: paho.Client, userdata: object, flags: object,
-                        reason_code: object, properties: object) -> None:
+    def _handle_connect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: object,
+        reason_code: object,
+        properties: object,
+    ) -> None:
         if getattr(reason_code, "is_failure", False):
             self._log.warning("broker refused %s: %s", self.client_id, reason_code)
             return
@@ -270,12 +280,19 @@ class MqttLink:
         if self._on_connect_cb is not None:
             self._on_connect_cb()
 
-    def _handle_disconnect(self, client: paho.Client, userdata: object, flags: object,
-                           reason_code: object, properties: object) -> None:
+    def _handle_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: object,
+        reason_code: object,
+        properties: object,
+    ) -> None:
         if self._connected.is_set():
             self._mark_down()
 
-    def _handle_message(self, client: paho.Client, userdata: object,
-                        message: paho.MQTTMessage) -> None:
+    def _handle_message(
+        self, client: paho.Client, userdata: object, message: paho.MQTTMessage
+    ) -> None:
         if self._on_message is not None:
-            self._on_message(message.topic, message.payload)
+            self._on_message(message.topic, bytes(message.payload))

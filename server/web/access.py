@@ -56,6 +56,10 @@ class Principal:
     role: Role
 
 
+#: Who made the request (``None``: anonymous), set by the middleware for every request.
+PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
+
+
 class Authenticator(Protocol):
     def authenticate(self, request: web.Request) -> Principal | None: ...
 
@@ -66,7 +70,9 @@ class Routes:
     def __init__(self) -> None:
         self.table = web.RouteTableDef()
 
-    def add(self, method: str, path: str, *, roles: frozenset[Role]) -> Callable[[Handler], Handler]:
+    def add(
+        self, method: str, path: str, *, roles: frozenset[Role]
+    ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             setattr(handler, _ROLES_ATTR, roles)
             self.table.route(method, path)(handler)
@@ -120,7 +126,19 @@ class TokenAuthenticator:
         return cls({_token_digest(token): Principal("admin", Role.ADMIN)}), token
 
     def add(self, token: str, principal: Principal) -> None:
+        """Accept ``token`` for this process's lifetime (not written to the file)."""
         self._by_digest[_token_digest(token)] = principal
+
+    @staticmethod
+    def issue(path: Path, name: str, role: Role) -> str:
+        """Mint a token, append its digest to the file, and return it (shown once)."""
+        doc = json.loads(path.read_text()) if path.exists() else {"tokens": []}
+        token = secrets.token_urlsafe(24)
+        doc["tokens"].append({"sha256": _token_digest(token), "name": name, "role": role.value})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=2))
+        path.chmod(0o600)
+        return token
 
     def check(self, token: str) -> Principal | None:
         digest = _token_digest(token)
@@ -150,7 +168,7 @@ def access_middleware(auth: Authenticator) -> Any:
                 raise request.match_info.http_exception
             return error(500, "route declares no roles")  # check_declared makes this unreachable
         principal = auth.authenticate(request)
-        request["principal"] = principal
+        request[PRINCIPAL] = principal
         if roles is PUBLIC or not roles:
             return await handler(request)
         if principal is None:

@@ -16,6 +16,7 @@ from ..live import Hub, LiveState
 from ..store import Store
 from .access import (
     COOKIE,
+    PRINCIPAL,
     PUBLIC,
     WATCH,
     Authenticator,
@@ -42,7 +43,9 @@ def _now_ms(request: web.Request) -> int:
     return int(clock() * 1000)
 
 
-def _int_param(request: web.Request, name: str, lo: int, hi: int, default: int | None) -> int | None:
+def _int_param(
+    request: web.Request, name: str, lo: int, hi: int, default: int | None
+) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -98,7 +101,7 @@ async def health(request: web.Request) -> web.StreamResponse:
 
 @routes.add("GET", "/api/v1/me", roles=PUBLIC)
 async def me(request: web.Request) -> web.StreamResponse:
-    principal = request["principal"]
+    principal = request[PRINCIPAL]
     if principal is None:
         return error(401, "sign in first: open the link printed by `yijing server`")
     return web.json_response({"name": principal.name, "role": principal.role.value})
@@ -125,8 +128,14 @@ async def track(request: web.Request) -> web.StreamResponse:
         {
             "device": device,
             "points": [
-                {"seq": p.seq, "time_ms": p.fix.time_ms, "lat": p.fix.lat, "lon": p.fix.lon,
-                 "accuracy_m": p.fix.accuracy_m, "speed_mps": p.fix.speed_mps}
+                {
+                    "seq": p.seq,
+                    "time_ms": p.fix.time_ms,
+                    "lat": p.fix.lat,
+                    "lon": p.fix.lon,
+                    "accuracy_m": p.fix.accuracy_m,
+                    "speed_mps": p.fix.speed_mps,
+                }
                 for p in points
             ],
         }
@@ -141,9 +150,14 @@ async def stats(request: web.Request) -> web.StreamResponse:
         rejected.setdefault(device, {})[reason] = n
     return web.json_response(
         {
-            "received": s.received, "stored": s.stored, "duplicates": s.duplicates,
-            "conflicts": s.conflicts, "acks_sent": s.acks_sent, "batches": s.batches,
-            "rejected": rejected, "watchers": request.app[HUB].watchers,
+            "received": s.received,
+            "stored": s.stored,
+            "duplicates": s.duplicates,
+            "conflicts": s.conflicts,
+            "acks_sent": s.acks_sent,
+            "batches": s.batches,
+            "rejected": rejected,
+            "watchers": request.app[HUB].watchers,
         }
     )
 
@@ -155,8 +169,11 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     watcher = hub.watch()
     try:
-        hello = {"type": "hello", "server_time_ms": _now_ms(request),
-                 "terminals": request.app[LIVE].snapshot()}
+        hello = {
+            "type": "hello",
+            "server_time_ms": _now_ms(request),
+            "terminals": request.app[LIVE].snapshot(),
+        }
         await ws.send_json(hello)
         reader = asyncio.ensure_future(ws.receive())
         while not ws.closed:
@@ -165,13 +182,21 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
             if reader in done:
                 updates.cancel()
                 msg = reader.result()
-                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
-                                WSMsgType.ERROR):
+                if msg.type in (
+                    WSMsgType.CLOSE,
+                    WSMsgType.CLOSING,
+                    WSMsgType.CLOSED,
+                    WSMsgType.ERROR,
+                ):
                     break
                 reader = asyncio.ensure_future(ws.receive())  # watchers send nothing we need
                 continue
             await ws.send_json(
-                {"type": "update", "server_time_ms": _now_ms(request), "terminals": updates.result()}
+                {
+                    "type": "update",
+                    "server_time_ms": _now_ms(request),
+                    "terminals": updates.result(),
+                }
             )
         reader.cancel()
     finally:
@@ -183,7 +208,8 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """aiohttp's own 404/405 as JSON with a sentence, so API clients see what was wrong."""
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise

@@ -1,0 +1,187 @@
+"use strict";
+// Every visible string of the dashboard, in 简体中文 and English. Nothing else holds UI text.
+(function () {
+  const DICT = {
+    zh: {
+      "app.title": "义警 · 实时地图",
+      "app.subtitle": "福田 值班台",
+      "lang.button": "English",
+      "lang.aria": "Switch to English",
+      "conn.open": "实时连接",
+      "conn.connecting": "正在连接…",
+      "conn.closed": "已断开",
+      "conn.retry": "已断开，{s} 秒后重连",
+      "count.total": "终端总数",
+      "count.online": "在线",
+      "count.moving": "移动中",
+      "count.stale": "超时未报",
+      "count.offline": "离线",
+      "count.filterAria": "只显示：{label}",
+      "status.moving": "移动中",
+      "status.still": "静止",
+      "status.stale": "超时未报",
+      "status.offline": "离线",
+      "status.nofix": "无定位",
+      "filter.label": "筛选终端",
+      "filter.placeholder": "按编号筛选，如 ft-0012",
+      "list.label": "终端列表",
+      "list.empty": "没有匹配的终端",
+      "list.none": "暂无终端",
+      "detail.label": "终端详情",
+      "detail.hint": "在列表或地图上点选终端，查看详情与近 30 分钟轨迹。",
+      "detail.lastFix": "最后定位",
+      "detail.lastSeen": "最后上报",
+      "detail.speed": "速度",
+      "detail.course": "航向",
+      "detail.accuracy": "精度",
+      "detail.battery": "电量",
+      "detail.source": "定位来源",
+      "detail.position": "坐标",
+      "detail.track": "近 30 分钟",
+      "detail.center": "居中",
+      "detail.centerAria": "在地图上居中显示 {id}",
+      "detail.close": "关闭",
+      "detail.closeAria": "关闭终端详情",
+      "track.summary": "{n} 个点 · {d}",
+      "track.loading": "轨迹加载中…",
+      "track.error": "轨迹加载失败：{msg}",
+      "ago.now": "刚刚",
+      "ago.s": "{n} 秒前",
+      "ago.min": "{n} 分钟前",
+      "ago.h": "{n} 小时前",
+      "ago.d": "{n} 天前",
+      "source.gnss": "卫星定位",
+      "source.net": "网络定位",
+      "source.manual": "手动标注",
+      "source.sim": "模拟",
+      "role.officer": "值班员",
+      "role.inspector": "督查",
+      "role.admin": "管理员",
+      "role.volunteer": "义警队员",
+      "map.label": "终端位置地图。滚轮缩放，拖动平移，方向键平移，加减号缩放。",
+      "map.empty": "暂无位置数据",
+      "map.hint": "滚轮缩放 · 拖动平移 · 点击选择",
+      "map.fit": "全部",
+      "map.fitAria": "缩放到全部终端",
+      "map.zoomIn": "放大",
+      "map.zoomOut": "缩小",
+      "legend.label": "图例",
+      "err.signin": "请使用 `yijing server` 启动时打印的链接登录。",
+      "err.forbidden": "当前账号（{role}）无权查看实时地图。",
+      "err.server": "服务器错误：{msg}",
+      "err.network": "无法连接服务器，正在重试…",
+      "err.reload": "重新加载",
+      "unknown": "—",
+      "unit.m": "{n} 米",
+      "unit.km": "{n} 公里",
+      "unit.kmh": "{n} km/h",
+    },
+    en: {
+      "app.title": "Yijing · Live map",
+      "app.subtitle": "Futian duty desk",
+      "lang.button": "中文",
+      "lang.aria": "切换到中文",
+      "conn.open": "Live",
+      "conn.connecting": "Connecting…",
+      "conn.closed": "Disconnected",
+      "conn.retry": "Disconnected — retrying in {s} s",
+      "count.total": "Terminals",
+      "count.online": "Online",
+      "count.moving": "Moving",
+      "count.stale": "Stale",
+      "count.offline": "Offline",
+      "count.filterAria": "Show only: {label}",
+      "status.moving": "Moving",
+      "status.still": "Still",
+      "status.stale": "Stale",
+      "status.offline": "Offline",
+      "status.nofix": "No fix",
+      "filter.label": "Filter terminals",
+      "filter.placeholder": "Filter by device, e.g. ft-0012",
+      "list.label": "Terminals",
+      "list.empty": "No matching terminals",
+      "list.none": "No terminals yet",
+      "detail.label": "Terminal details",
+      "detail.hint": "Select a terminal in the list or on the map to see its details and last 30 minutes of track.",
+      "detail.lastFix": "Last fix",
+      "detail.lastSeen": "Last report",
+      "detail.speed": "Speed",
+      "detail.course": "Course",
+      "detail.accuracy": "Accuracy",
+      "detail.battery": "Battery",
+      "detail.source": "Source",
+      "detail.position": "Position",
+      "detail.track": "Last 30 min",
+      "detail.center": "Centre",
+      "detail.centerAria": "Centre {id} on the map",
+      "detail.close": "Close",
+      "detail.closeAria": "Close terminal details",
+      "track.summary": "{n} points · {d}",
+      "track.loading": "Loading track…",
+      "track.error": "Track unavailable: {msg}",
+      "ago.now": "just now",
+      "ago.s": "{n} s ago",
+      "ago.min": "{n} min ago",
+      "ago.h": "{n} h ago",
+      "ago.d": "{n} d ago",
+      "source.gnss": "GNSS",
+      "source.net": "Network",
+      "source.manual": "Manual",
+      "source.sim": "Simulated",
+      "role.officer": "Duty officer",
+      "role.inspector": "Inspector",
+      "role.admin": "Administrator",
+      "role.volunteer": "Volunteer",
+      "map.label": "Map of terminal positions. Wheel to zoom, drag or arrow keys to pan, + and − to zoom.",
+      "map.empty": "No positions yet",
+      "map.hint": "Wheel to zoom · drag to pan · click to select",
+      "map.fit": "Fit all",
+      "map.fitAria": "Zoom to fit all terminals",
+      "map.zoomIn": "Zoom in",
+      "map.zoomOut": "Zoom out",
+      "legend.label": "Legend",
+      "err.signin": "Sign in with the link printed by `yijing server`.",
+      "err.forbidden": "Your account ({role}) may not view the live map.",
+      "err.server": "Server error: {msg}",
+      "err.network": "Cannot reach the server — retrying…",
+      "err.reload": "Reload",
+      "unknown": "—",
+      "unit.m": "{n} m",
+      "unit.km": "{n} km",
+      "unit.kmh": "{n} km/h",
+    },
+  };
+  const HTML_LANG = { zh: "zh-CN", en: "en" };
+  const LOCALE = { zh: "zh-CN", en: "en-GB" };
+  const KEY = "yijing.lang";
+
+  function initial() {
+    let saved = null;
+    try { saved = localStorage.getItem(KEY); } catch (e) { /* storage disabled */ }
+    if (saved in DICT) return saved;
+    return /^zh\b/i.test(navigator.language || "") ? "zh" : "en";
+  }
+
+  const i18n = {
+    lang: initial(),
+    get locale() { return LOCALE[this.lang]; },
+    t(key, vars) {
+      const s = DICT[this.lang][key] ?? DICT.en[key] ?? key;
+      return vars ? s.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m)) : s;
+    },
+    set(lang) {
+      this.lang = lang in DICT ? lang : "en";
+      try { localStorage.setItem(KEY, this.lang); } catch (e) { /* storage disabled */ }
+      this.apply(document);
+    },
+    // Fill static markup: data-i18n (text), data-i18n-aria (aria-label), data-i18n-ph (placeholder).
+    apply(root) {
+      document.documentElement.lang = HTML_LANG[this.lang];
+      document.title = this.t("app.title");
+      for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = this.t(el.dataset.i18n);
+      for (const el of root.querySelectorAll("[data-i18n-aria]")) el.setAttribute("aria-label", this.t(el.dataset.i18nAria));
+      for (const el of root.querySelectorAll("[data-i18n-ph]")) el.placeholder = this.t(el.dataset.i18nPh);
+    },
+  };
+  window.YJ_I18N = i18n;
+})();

@@ -1,0 +1,243 @@
+"use strict";
+// The map: a <canvas> with an equirectangular projection (x scaled by cos(latitude)), a metric
+// grid and scale bar instead of tiles, markers, labels and one track. It draws only when asked
+// (requestDraw), at most once per animation frame.
+(function () {
+  const M_PER_DEG = 111320;               // metres per degree of latitude (and of longitude at the equator)
+  const MIN_PPM = 0.0005, MAX_PPM = 40;   // pixels per metre: ~2000 km to ~25 m across 1000 px
+  const RANK = { offline: 0, stale: 1, nofix: 1, still: 2, moving: 3 };
+  const FONT = '"Noto Sans CJK SC", "WenQuanYi Micro Hei", "Microsoft YaHei", sans-serif';
+
+  // The largest of 1, 2, 5 × 10^n that is at most m.
+  function niceFloor(m) {
+    const p = Math.pow(10, Math.floor(Math.log10(m)));
+    return m >= 5 * p ? 5 * p : m >= 2 * p ? 2 * p : p;
+  }
+  const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+
+  // hooks: markers() -> [{id, lat, lon, acc, status, color, course}], track() -> {color, points:[{lat, lon}]} | null,
+  // selected() -> id | null, pick(id | null), emptyText(), drawn(n), distance(m) -> label.
+  function createMap(canvas, hooks) {
+    const ctx = canvas.getContext("2d");
+    const view = { lat: 22.5431, lon: 114.0579, k: Math.cos(22.5431 * Math.PI / 180), ppm: 0.2 };
+    let w = 0, h = 0, dpr = 1, pending = false, wantFit = false, hits = [];
+
+    const project = (lat, lon) => [
+      w / 2 + (lon - view.lon) * M_PER_DEG * view.k * view.ppm,
+      h / 2 - (lat - view.lat) * M_PER_DEG * view.ppm,
+    ];
+    const unproject = (x, y) => [
+      view.lat - (y - h / 2) / (M_PER_DEG * view.ppm),
+      view.lon + (x - w / 2) / (M_PER_DEG * view.k * view.ppm),
+    ];
+
+    function requestDraw() {
+      if (!pending) { pending = true; requestAnimationFrame(draw); }
+    }
+
+    function fitNow() {
+      const pts = hooks.markers();
+      if (!pts.length || !w || !h) return false;
+      let s = 90, n = -90, west = 180, e = -180;
+      for (const p of pts) { s = Math.min(s, p.lat); n = Math.max(n, p.lat); west = Math.min(west, p.lon); e = Math.max(e, p.lon); }
+      view.lat = (s + n) / 2; view.lon = (west + e) / 2;
+      view.k = Math.cos(view.lat * Math.PI / 180);
+      const pad = 56;
+      const spanX = Math.max((e - west) * M_PER_DEG * view.k, 300), spanY = Math.max((n - s) * M_PER_DEG, 300);
+      view.ppm = clamp(Math.min((w - 2 * pad) / spanX, (h - 2 * pad) / spanY), MIN_PPM, MAX_PPM);
+      return true;
+    }
+
+    function zoomAt(x, y, factor) {
+      const [lat, lon] = unproject(x, y);
+      view.ppm = clamp(view.ppm * factor, MIN_PPM, MAX_PPM);
+      view.lon = lon - (x - w / 2) / (M_PER_DEG * view.k * view.ppm);
+      view.lat = lat + (y - h / 2) / (M_PER_DEG * view.ppm);
+      requestDraw();
+    }
+
+    function panBy(dx, dy) {
+      view.lon -= dx / (M_PER_DEG * view.k * view.ppm);
+      view.lat = clamp(view.lat + dy / (M_PER_DEG * view.ppm), -85, 85);
+      requestDraw();
+    }
+
+    function resize() {
+      const r = canvas.getBoundingClientRect();
+      dpr = window.devicePixelRatio || 1;
+      w = Math.round(r.width); h = Math.round(r.height);
+      canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+      requestDraw();
+    }
+
+    function drawGrid() {
+      const step = niceFloor(130 / view.ppm);            // metres between lines, ~65–130 px apart
+      const mx = M_PER_DEG * view.k, my = M_PER_DEG;
+      const [latTop, lonLeft] = unproject(0, 0), [latBot, lonRight] = unproject(w, h);
+      ctx.lineWidth = 1;
+      ctx.strokeStyle = "#dfe5ec";
+      ctx.beginPath();
+      for (let xm = Math.ceil(lonLeft * mx / step) * step; xm <= lonRight * mx; xm += step) {
+        const x = Math.round(project(view.lat, xm / mx)[0]) + 0.5;
+        ctx.moveTo(x, 0); ctx.lineTo(x, h);
+      }
+      for (let ym = Math.ceil(latBot * my / step) * step; ym <= latTop * my; ym += step) {
+        const y = Math.round(project(ym / my, view.lon)[1]) + 0.5;
+        ctx.moveTo(0, y); ctx.lineTo(w, y);
+      }
+      ctx.stroke();
+    }
+
+    function drawScale() {
+      const metres = niceFloor(120 / view.ppm), len = metres * view.ppm;
+      const x = 16, y = h - 22, label = hooks.distance(metres);
+      ctx.font = `12px ${FONT}`;
+      const tw = ctx.measureText(label).width;
+      ctx.fillStyle = "rgba(255,255,255,0.85)";
+      ctx.fillRect(x - 8, y - 22, Math.max(len, tw) + 16, 34);
+      ctx.strokeStyle = "#1f2937"; ctx.lineWidth = 2;
+      ctx.beginPath();
+      ctx.moveTo(x, y - 5); ctx.lineTo(x, y); ctx.lineTo(x + len, y); ctx.lineTo(x + len, y - 5);
+      ctx.stroke();
+      ctx.fillStyle = "#1f2937"; ctx.textBaseline = "alphabetic";
+      ctx.fillText(label, x, y - 8);
+    }
+
+    function drawTrack(track) {
+      if (!track || track.points.length < 2) return;
+      const pts = track.points.map((p) => project(p.lat, p.lon));
+      ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.strokeStyle = track.color;
+      // Older segments fade out so the direction of travel is readable.
+      for (let i = 1; i < pts.length; i++) {
+        ctx.globalAlpha = 0.2 + 0.7 * (i / (pts.length - 1));
+        ctx.lineWidth = 3.5;
+        ctx.beginPath(); ctx.moveTo(pts[i - 1][0], pts[i - 1][1]); ctx.lineTo(pts[i][0], pts[i][1]); ctx.stroke();
+      }
+      ctx.globalAlpha = 1;
+      const [sx, sy] = pts[0];
+      ctx.fillStyle = "#fff"; ctx.lineWidth = 2;
+      ctx.beginPath(); ctx.arc(sx, sy, 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+    }
+
+    function drawMarker(m, x, y, selected) {
+      const r = selected ? 8 : 6;
+      const accPx = (m.acc || 0) * view.ppm;
+      if (accPx >= 10 && accPx < 4 * Math.max(w, h)) {
+        ctx.fillStyle = m.color; ctx.globalAlpha = 0.12;
+        ctx.beginPath(); ctx.arc(x, y, accPx, 0, 2 * Math.PI); ctx.fill();
+        ctx.globalAlpha = 0.45; ctx.strokeStyle = m.color; ctx.lineWidth = 1; ctx.stroke();
+        ctx.globalAlpha = 1;
+      }
+      if (m.status === "moving" && m.course != null) {   // heading pointer
+        const a = (m.course - 90) * Math.PI / 180, d = r + 7;
+        ctx.fillStyle = m.color;
+        ctx.beginPath();
+        ctx.moveTo(x + Math.cos(a) * d, y + Math.sin(a) * d);
+        ctx.lineTo(x + Math.cos(a + 2.4) * (r + 1), y + Math.sin(a + 2.4) * (r + 1));
+        ctx.lineTo(x + Math.cos(a - 2.4) * (r + 1), y + Math.sin(a - 2.4) * (r + 1));
+        ctx.fill();
+      }
+      if (selected) {
+        ctx.strokeStyle = "#111827"; ctx.lineWidth = 2.5;
+        ctx.beginPath(); ctx.arc(x, y, r + 5, 0, 2 * Math.PI); ctx.stroke();
+      }
+      ctx.fillStyle = m.color; ctx.strokeStyle = "#fff"; ctx.lineWidth = 2;
+      ctx.beginPath(); ctx.arc(x, y, r, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+    }
+
+    function draw() {
+      pending = false;
+      if (wantFit && fitNow()) wantFit = false;
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      ctx.fillStyle = "#f3f5f8";
+      ctx.fillRect(0, 0, w, h);
+      drawGrid();
+      drawTrack(hooks.track());
+
+      const sel = hooks.selected();
+      const markers = hooks.markers().slice().sort((a, b) =>
+        (a.id === sel) - (b.id === sel) || RANK[a.status] - RANK[b.status]);
+      hits = [];
+      for (const m of markers) {
+        const [x, y] = project(m.lat, m.lon);
+        if (x < -30 || y < -30 || x > w + 30 || y > h + 30) continue;
+        drawMarker(m, x, y, m.id === sel);
+        hits.push({ id: m.id, x, y });
+      }
+      // Labels, most important first, skipping any that would overlap one already drawn.
+      ctx.font = `600 12px ${FONT}`; ctx.textBaseline = "middle"; ctx.lineJoin = "round";
+      const boxes = [];
+      for (let i = hits.length - 1; i >= 0; i--) {
+        const { id, x, y } = hits[i];
+        const tw = ctx.measureText(id).width, bx = x + 11, box = [bx - 2, y - 9, bx + tw + 2, y + 9];
+        if (boxes.some((b) => box[0] < b[2] && box[2] > b[0] && box[1] < b[3] && box[3] > b[1])) continue;
+        boxes.push(box);
+        ctx.strokeStyle = "rgba(255,255,255,0.92)"; ctx.lineWidth = 4; ctx.strokeText(id, bx, y);
+        ctx.fillStyle = id === sel ? "#000" : "#1f2937"; ctx.fillText(id, bx, y);
+      }
+      if (!markers.length) {
+        ctx.font = `15px ${FONT}`; ctx.fillStyle = "#4b5563"; ctx.textAlign = "center";
+        ctx.fillText(hooks.emptyText(), w / 2, h / 2);
+        ctx.textAlign = "start";
+      }
+      drawScale();
+      hooks.drawn(hits.length);
+    }
+
+    // Pointer: drag pans, a click without movement picks the nearest marker (or clears).
+    let drag = null;
+    canvas.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
+      canvas.setPointerCapture(e.pointerId);
+      drag = { x: e.offsetX, y: e.offsetY, moved: false };
+    });
+    canvas.addEventListener("pointermove", (e) => {
+      if (!drag) return;
+      const dx = e.offsetX - drag.x, dy = e.offsetY - drag.y;
+      if (!drag.moved && Math.hypot(dx, dy) < 4) return;
+      drag.moved = true; canvas.classList.add("dragging");
+      panBy(dx, dy);
+      drag.x = e.offsetX; drag.y = e.offsetY;
+    });
+    const endDrag = (e) => {
+      if (!drag) return;
+      const click = !drag.moved;
+      drag = null; canvas.classList.remove("dragging");
+      if (!click || e.type !== "pointerup") return;
+      let best = null, bestD = 16;
+      for (const p of hits) {
+        const d = Math.hypot(p.x - e.offsetX, p.y - e.offsetY);
+        if (d <= bestD) { best = p.id; bestD = d; }
+      }
+      hooks.pick(best);
+    };
+    canvas.addEventListener("pointerup", endDrag);
+    canvas.addEventListener("pointercancel", endDrag);
+    canvas.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      const dy = e.deltaMode === 1 ? e.deltaY * 33 : e.deltaY;
+      zoomAt(e.offsetX, e.offsetY, Math.exp(-clamp(dy, -300, 300) * 0.002));
+    }, { passive: false });
+    canvas.addEventListener("dblclick", (e) => zoomAt(e.offsetX, e.offsetY, 2));
+    canvas.addEventListener("keydown", (e) => {
+      const step = 80, keys = {
+        ArrowLeft: () => panBy(step, 0), ArrowRight: () => panBy(-step, 0),
+        ArrowUp: () => panBy(0, step), ArrowDown: () => panBy(0, -step),
+        "+": () => zoomAt(w / 2, h / 2, 1.5), "=": () => zoomAt(w / 2, h / 2, 1.5), "-": () => zoomAt(w / 2, h / 2, 1 / 1.5),
+      };
+      if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
+    });
+    new ResizeObserver(resize).observe(canvas);
+    resize();
+
+    return {
+      requestDraw,
+      fit() { wantFit = true; requestDraw(); },
+      zoom(factor) { zoomAt(w / 2, h / 2, factor); },
+      centerOn(lat, lon) { view.lat = lat; view.lon = lon; requestDraw(); },
+      view,
+    };
+  }
+
+  window.YJMap = { createMap };
+})();

@@ -1,0 +1,319 @@
+"""The ``yijing`` command: one entry point, a subcommand per job. Every one has --help."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+EXAMPLES = {
+    "server": "example:\n  yijing server --data ./var/server --port 8080\n"
+    "  yijing server --broker mqtt://10.0.0.5:1883 --host 0.0.0.0",
+    "agent": "example:\n  yijing agent --enrolment ft-0001.json --data ./var/agent "
+    "--simulate 22.5431,114.0579",
+    "demo": "example:\n  yijing demo --terminals 30 --port 8080",
+    "provision": "example:\n  yijing provision device ft-0042 --units futian-s1 "
+    "--broker mqtt://10.0.0.5:1883 --out ft-0042.json\n"
+    "  yijing provision token --name 'Officer Li' --role officer",
+}
+
+
+def _latlon(text: str) -> tuple[float, float]:
+    try:
+        lat_s, lon_s = text.split(",")
+        lat, lon = float(lat_s), float(lon_s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LAT,LON (e.g. 22.5431,114.0579), got {text!r}"
+        ) from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid position")
+    return lat, lon
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number, got {text!r}") from None
+    if not 0 <= port < 65536:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0-65535")
+    return port
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _run_until_signal(coro_factory) -> int:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        task = asyncio.ensure_future(coro_factory())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from server.app import Server, ServerConfig
+
+    async def serve() -> None:
+        server = Server(
+            ServerConfig(
+                data_dir=args.data, http_host=args.host, http_port=args.port, broker_url=args.broker
+            )
+        )
+        await server.start()
+        try:
+            print(f"yijing server on {server.url} (broker {server.broker_address})", flush=True)
+            if server.first_admin_token:
+                print(
+                    f"first start: admin sign-in link {server.url}/login?token="
+                    f"{server.first_admin_token}\n(shown once; mint more with "
+                    "`yijing provision token`)",
+                    flush=True,
+                )
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    return _run_until_signal(serve)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from agent.agent import Agent, AgentSettings
+    from agent.sim_gps import SimulatedWalker
+    from provisioning import load_enrolment
+
+    enrolment = load_enrolment(args.enrolment)
+    if args.simulate is None:
+        print(
+            "yijing agent: a position source is required; use --simulate LAT,LON "
+            "(gpsd and NMEA serial sources come with the GPS work)",
+            file=sys.stderr,
+        )
+        return 2
+    lat, lon = args.simulate
+    seed = sum(enrolment.identity.device_id.encode())  # stable across runs, unlike hash()
+    source = SimulatedWalker(lat, lon, seed=seed)
+    data = args.data or Path("var/agents") / enrolment.identity.device_id
+    agent = Agent(
+        enrolment, data, source=source, settings=AgentSettings(report_interval_s=args.interval)
+    )
+    agent.start()
+    print(
+        f"agent {agent.device_id}: outbox {data}/outbox.db, broker "
+        f"{enrolment.broker.host}:{enrolment.broker.port}",
+        flush=True,
+    )
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop:
+        time.sleep(0.2)
+    agent.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return _run_until_signal(
+        lambda: run_demo(
+            args.data,
+            terminals=args.terminals,
+            http_host=args.host,
+            http_port=args.port,
+            interval_s=args.interval,
+        )
+    )
+
+
+def cmd_provision_device(args: argparse.Namespace) -> int:
+    from provisioning import BrokerAddress, Enrolment, load_or_create_server_identity, new_device
+    from provisioning.identity import raw_public, write_enrolment
+    from server.app import parse_broker_url
+    from server.sqlite_store import SqliteStore
+    from server.store import Device, DeviceKey
+
+    broker = parse_broker_url(args.broker)
+    server_identity = load_or_create_server_identity(args.data / "server-key.json")
+    identity = new_device(args.device_id, units=tuple(args.units))
+    store = SqliteStore(args.data / "yijing.db")
+    try:
+        store.add_device(
+            Device(identity.device_id, args.label, identity.units, int(time.time() * 1000)),
+            DeviceKey(
+                identity.device_id,
+                identity.key_id,
+                identity.mac_key,
+                raw_public(identity.public_key),
+            ),
+        )
+    finally:
+        store.close()
+    out = args.out or Path(f"{identity.device_id}.json")
+    write_enrolment(
+        out,
+        Enrolment(
+            identity,
+            server_identity.public_key,
+            server_identity.key_id,
+            BrokerAddress(broker.host, broker.port, broker.protocol),
+        ),
+    )
+    print(f"registered {identity.device_id}; enrolment bundle (secret, mode 0600): {out}")
+    return 0
+
+
+def cmd_provision_token(args: argparse.Namespace) -> int:
+    from server.web.access import Role, TokenAuthenticator
+
+    token = TokenAuthenticator.issue(args.data / "tokens.json", args.name, Role(args.role))
+    print(
+        f"token for {args.name} ({args.role}), shown once:\n{token}\n"
+        f"sign-in link: http://<server>/login?token={token}\n"
+        "(a running server reads new tokens at its next start)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yijing",
+        description="Telemetry, duty verification and dispatch for volunteer patrol teams (义警).",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: WARNING",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser(
+        "server",
+        help="run the sync server (ingest, store, web)",
+        epilog=EXAMPLES["server"],
+        formatter_class=fmt,
+    )
+    p.add_argument(
+        "--data", type=Path, default=Path("var/server"), help="store and keys (default: var/server)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="HTTP address (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8080, help="HTTP port (default: 8080)")
+    p.add_argument(
+        "--broker",
+        default=None,
+        metavar="URL",
+        help="mqtt://host:port[?protocol=3.1.1]; default: start a local broker",
+    )
+    p.set_defaults(func=cmd_server)
+
+    p = sub.add_parser(
+        "agent",
+        help="run the edge agent for one enrolled terminal",
+        epilog=EXAMPLES["agent"],
+        formatter_class=fmt,
+    )
+    p.add_argument("--enrolment", type=Path, required=True, help="enrolment bundle (JSON)")
+    p.add_argument("--data", type=Path, default=None, help="outbox folder (default: var/agents/ID)")
+    p.add_argument(
+        "--simulate",
+        type=_latlon,
+        metavar="LAT,LON",
+        help="simulate a volunteer walking around this point",
+    )
+    p.add_argument(
+        "--interval", type=_positive, default=5.0, help="seconds between fixes (default: 5)"
+    )
+    p.set_defaults(func=cmd_agent)
+
+    p = sub.add_parser(
+        "demo",
+        help="server plus a simulated fleet in Futian, with the live map",
+        epilog=EXAMPLES["demo"],
+        formatter_class=fmt,
+    )
+    p.add_argument("--terminals", type=int, default=30, help="simulated terminals (default: 30)")
+    p.add_argument("--data", type=Path, default=Path("var/demo"), help="default: var/demo")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP address (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8080, help="HTTP port (default: 8080)")
+    p.add_argument(
+        "--interval", type=_positive, default=2.0, help="seconds between fixes (default: 2)"
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "provision",
+        help="enrol terminals, mint sign-in tokens",
+        epilog=EXAMPLES["provision"],
+        formatter_class=fmt,
+    )
+    psub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    d = psub.add_parser(
+        "device",
+        help="register a terminal and write its enrolment bundle",
+        epilog=EXAMPLES["provision"],
+        formatter_class=fmt,
+    )
+    d.add_argument("device_id", help="terminal id: letters, digits, . _ - (max 64)")
+    d.add_argument("--units", nargs="*", default=[], help="org units whose broadcasts it gets")
+    d.add_argument("--label", default="", help="a human name for the terminal")
+    d.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL the terminal uses")
+    d.add_argument("--data", type=Path, default=Path("var/server"), help="the server's data folder")
+    d.add_argument("--out", type=Path, default=None, help="bundle path (default: ID.json)")
+    d.set_defaults(func=cmd_provision_device)
+    t = psub.add_parser(
+        "token",
+        help="mint a sign-in token for a person",
+        epilog=EXAMPLES["provision"],
+        formatter_class=fmt,
+    )
+    t.add_argument("--name", required=True, help="who the token is for")
+    t.add_argument("--role", required=True, choices=["volunteer", "officer", "inspector", "admin"])
+    t.add_argument("--data", type=Path, default=Path("var/server"), help="the server's data folder")
+    t.set_defaults(func=cmd_provision_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from provisioning import ProvisioningError
+    from server.errors import ServerError
+    from yijing.broker import BrokerError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except (ProvisioningError, ServerError, BrokerError) as exc:
+        print(f"yijing {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

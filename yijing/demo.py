@@ -1,0 +1,99 @@
+"""``yijing demo``: a server and a simulated fleet walking around posts in Futian.
+
+Everything is real but the GPS: a local broker, the server with its SQLite store under
+``./var/``, and one agent per terminal with its own durable outbox, keys and MQTT connection.
+Re-running reuses the same terminals, store and history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.agent import Agent, AgentSettings
+from agent.sim_gps import SimulatedWalker
+from provisioning import BrokerAddress, Enrolment, load_enrolment, new_device, write_enrolment
+from server.app import Server, ServerConfig
+from server.web.access import Principal, Role
+
+log = logging.getLogger("yijing.demo")
+
+
+@dataclass(frozen=True)
+class DemoPost:
+    name: str
+    lat: float
+    lon: float
+
+
+#: Places in Futian district, Shenzhen (approximate centres), where the simulated volunteers
+#: patrol: a bar street, a metro hub, the CBD, a port, parks and neighbourhoods.
+FUTIAN_POSTS = (
+    DemoPost("Huaqiangbei 华强北", 22.5445, 114.0856),
+    DemoPost("Futian CBD 中心区", 22.5367, 114.0578),
+    DemoPost("Chegongmiao 车公庙", 22.5358, 114.0236),
+    DemoPost("Xiangmihu 香蜜湖", 22.5489, 114.0307),
+    DemoPost("Futian Port 福田口岸", 22.5177, 114.0663),
+    DemoPost("Lianhuashan 莲花山", 22.5556, 114.0575),
+    DemoPost("Meilin 梅林", 22.5681, 114.0554),
+    DemoPost("Huanggang 皇岗", 22.5236, 114.0734),
+)
+
+
+def _enrolment(server: Server, agents_dir: Path, index: int) -> Enrolment:
+    device_id = f"ft-{index + 1:04d}"
+    path = agents_dir / device_id / "enrolment.json"
+    assert server.broker_address is not None
+    broker = BrokerAddress(
+        server.broker_address.host, server.broker_address.port, server.broker_address.protocol
+    )
+    if path.exists():
+        enrolment = load_enrolment(path)
+        if enrolment.broker != broker:  # the local broker port changes between runs
+            enrolment = Enrolment(
+                enrolment.identity, enrolment.server_key, enrolment.server_key_id, broker
+            )
+            write_enrolment(path, enrolment)
+        return enrolment
+    identity = new_device(device_id, units=("futian",))
+    server.register_device(identity, label=f"Volunteer {index + 1}")
+    enrolment = Enrolment(identity, server.identity.public_key, server.identity.key_id, broker)
+    write_enrolment(path, enrolment)
+    return enrolment
+
+
+async def run_demo(
+    data_dir: Path, *, terminals: int, http_host: str, http_port: int, interval_s: float
+) -> None:
+    server = Server(
+        ServerConfig(data_dir=data_dir / "server", http_host=http_host, http_port=http_port)
+    )
+    await server.start()
+    token = secrets.token_urlsafe(16)
+    server.auth.add(token, Principal("demo officer", Role.OFFICER))
+    agents: list[Agent] = []
+    agents_dir = data_dir / "agents"
+    try:
+        for i in range(terminals):
+            enrolment = _enrolment(server, agents_dir, i)
+            post = FUTIAN_POSTS[i % len(FUTIAN_POSTS)]
+            agent = Agent(
+                enrolment,
+                agents_dir / enrolment.identity.device_id,
+                source=SimulatedWalker(post.lat, post.lon, radius_m=250, seed=i),
+                settings=AgentSettings(report_interval_s=interval_s, heartbeat_s=30),
+            )
+            agent.start()
+            agents.append(agent)
+        print(f"yijing demo: {terminals} simulated terminals reporting every {interval_s:g}s")
+        print(f"  broker:    {server.broker_address}")
+        print(f"  store:     {server.store.path}")
+        print(f"  dashboard: {server.url}/login?token={token}")
+        print("Press Ctrl-C to stop.", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(a.stop) for a in agents))
+        await server.stop()

@@ -36,6 +36,7 @@ from protocol import (
 from provisioning import Enrolment
 from yijing.mqtt import Backoff, MqttLink, NotConnected, Will
 
+from .errors import OutboxError
 from .outbox import Outbox
 
 
@@ -138,10 +139,10 @@ class Agent:
         while not self._stop.is_set():
             now = self._clock()
             if now >= next_report:
-                self.report_position()
+                self._guarded(self.report_position)
                 next_report = max(next_report + self.settings.report_interval_s, now)
             if now >= next_heartbeat:
-                self.outbox.put(Presence(kind=PresenceKind.HEARTBEAT))
+                self._guarded(lambda: self.outbox.put(Presence(kind=PresenceKind.HEARTBEAT)))
                 next_heartbeat = now + self.settings.heartbeat_s
             self.pump()
             wait = max(0.0, min(next_report, next_heartbeat) - self._clock())
@@ -150,6 +151,25 @@ class Agent:
         self.pump()
 
     # --- work ----------------------------------------------------------------------------------
+
+    def _guarded(self, action: Callable[[], object]) -> None:
+        """Run one sampling step; a refusal is logged (once per kind) and the loop goes on.
+
+        A terminal without a real-time clock reads 1970 at boot, which the protocol refuses
+        until NTP or GNSS time arrives; a full disk fails the outbox. Neither may stop the
+        loop that delivers what is already stored.
+        """
+        try:
+            action()
+        except (ProtocolError, OutboxError) as exc:
+            self._log_once(
+                f"{type(exc).__name__}:{getattr(exc, 'field', '')}", "not recorded: %s", exc
+            )
+
+    def _log_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._seen_errors:
+            self._seen_errors.add(key)
+            self._log.warning(message, *args)
 
     def report_position(self) -> int | None:
         fix = self._source.read(self._now_ms())
@@ -203,11 +223,10 @@ class Agent:
         try:
             envelope = self.endpoint.receive(topic, payload)
         except ProtocolError as exc:
-            self.stats.rejected_downlink += 1
-            kind_key = f"{type(exc).__name__}:{exc.field}"
-            if kind_key not in self._seen_errors:  # log each kind once, count every one
-                self._seen_errors.add(kind_key)
-                self._log.warning("rejected downlink on %s: %s", topic, exc)
+            self.stats.rejected_downlink += 1  # count every one, log each kind once
+            self._log_once(
+                f"down:{type(exc).__name__}:{exc.field}", "rejected downlink on %s: %s", topic, exc
+            )
             return
         message = envelope.message
         if isinstance(message, StoredAck):

@@ -37,7 +37,7 @@ from protocol import (
     Snapshot,
     StoredAck,
 )
-from yijing.sqlite import migrate, open_database
+from yijing.sqlite import SchemaError, migrate, open_database
 
 from .errors import OutboxError
 
@@ -72,7 +72,11 @@ class Item:
 def _v1(db: sqlite_utils.Database) -> None:
     db.table("meta").create({"key": str, "value": int}, pk="key")
     db.table("meta").insert_all(
-        [{"key": "next_seq", "value": 1}, {"key": "checkpoint_from", "value": 1}]
+        [
+            {"key": "next_seq", "value": 1},
+            {"key": "checkpoint_from", "value": 1},  # first seq not yet in a checkpoint
+            {"key": "last_checkpoint", "value": 0},  # seq of the newest checkpoint frame
+        ]
     )
     db.table("items").create(
         {"seq": int, "lane": int, "created_ms": int, "topic": str, "payload": bytes},
@@ -100,7 +104,7 @@ class Outbox:
         try:
             self._db = open_database(path, synchronous="FULL")
             migrate(self._db, MIGRATIONS)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, SchemaError) as exc:
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
         self._conn = self._db.conn
 
@@ -130,14 +134,17 @@ class Outbox:
         rows = self._conn.execute(
             "SELECT seq, digest FROM digests WHERE seq>=? ORDER BY seq", (first,)
         ).fetchall()
-        if not rows:
+        # Nothing to sign, or only the previous checkpoint itself: signing that again would
+        # add a frame per flush forever.
+        if not rows or (len(rows) == 1 and rows[0][0] == self._meta("last_checkpoint")):
             return
         digests = b"".join(row[1] for row in rows)
         last = rows[-1][0]
         checkpoint = self._endpoint.checkpoint(first_seq=first, digests=digests)
         self._conn.execute("DELETE FROM digests WHERE seq<=?", (last,))
         self._conn.execute("UPDATE meta SET value=? WHERE key='checkpoint_from'", (last + 1,))
-        self._append(checkpoint, Lane.BACKFILL, now_ms)
+        seq = self._append(checkpoint, Lane.BACKFILL, now_ms)
+        self._conn.execute("UPDATE meta SET value=? WHERE key='last_checkpoint'", (seq,))
 
     def put(self, message: Message, lane: Lane | None = None) -> int:
         """Number, seal and store ``message`` durably; return its sequence number."""
@@ -160,7 +167,10 @@ class Outbox:
         return seq
 
     def flush_checkpoint(self) -> None:
-        """Sign the frames not yet covered by a checkpoint (at shutdown, or when idle)."""
+        """Sign the frames not yet covered by a checkpoint (at shutdown, or when idle).
+
+        Calling it again with nothing new to sign writes nothing.
+        """
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             self._checkpoint(self._clock_ms())

@@ -145,12 +145,13 @@ def write_enrolment(path: Path, enrolment: Enrolment) -> None:
     _write_secret(path, json.dumps(doc, indent=2).encode())
 
 
-def _field(doc: dict[str, Any], name: str, kind: type, where: str) -> Any:
+def _field(doc: dict[str, Any], name: str, kind: type, where: str, *, within: str = "") -> Any:
+    path = f"{within}.{name}" if within else name
     if name not in doc:
-        raise EnrolmentError(where, name, "is missing")
+        raise EnrolmentError(where, path, "is missing")
     value = doc[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise EnrolmentError(where, name, f"expected {kind.__name__}, got {type(value).__name__}")
+        raise EnrolmentError(where, path, f"expected {kind.__name__}, got {type(value).__name__}")
     return value
 
 
@@ -162,6 +163,13 @@ def _b64(doc: dict[str, Any], name: str, size: int, where: str) -> bytes:
     if len(data) != size:
         raise EnrolmentError(where, name, f"expected {size} bytes, got {len(data)}")
     return data
+
+
+def _key_id(doc: dict[str, Any], where: str) -> int:
+    key_id: int = _field(doc, "key_id", int, where)
+    if not 0 <= key_id < 2**31:
+        raise EnrolmentError(where, "key_id", f"{key_id} is outside [0, 2**31)")
+    return key_id
 
 
 def load_enrolment(path: Path) -> Enrolment:
@@ -185,7 +193,7 @@ def load_enrolment(path: Path) -> Enrolment:
     except ProtocolError as exc:
         raise EnrolmentError(where, exc.field, exc.reason) from None
     broker = _field(doc, "broker", dict, where)
-    port = _field(broker, "port", int, where + " broker")
+    port = _field(broker, "port", int, where, within="broker")
     if not 0 < port < 65536:
         raise EnrolmentError(where, "broker.port", f"{port} is outside 1-65535")
     protocol_version = broker.get("protocol", "5")
@@ -193,7 +201,7 @@ def load_enrolment(path: Path) -> Enrolment:
         raise EnrolmentError(where, "broker.protocol", f"{protocol_version!r} is not 5 or 3.1.1")
     identity = DeviceIdentity(
         device_id,
-        _field(doc, "key_id", int, where),
+        _key_id(doc, where),
         _b64(doc, "mac_key", MAC_KEY_SIZE, where),
         Ed25519PrivateKey.from_private_bytes(_b64(doc, "signing_key", 32, where)),
         units,
@@ -202,5 +210,5 @@ def load_enrolment(path: Path) -> Enrolment:
         identity,
         Ed25519PublicKey.from_public_bytes(_b64(doc, "server_key", 32, where)),
         _field(doc, "server_key_id", int, where),
-        BrokerAddress(_field(broker, "host", str, where + " broker"), port, protocol_version),
+        BrokerAddress(_field(broker, "host", str, where, within="broker"), port, protocol_version),
     )

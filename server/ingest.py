@@ -165,7 +165,10 @@ class Ingest:
         self.stats.received += len(batch)
         self.stats.batches += 1
         verified: list[tuple[Verified, int]] = []
-        status: list[Accepted] = []
+        # The live feed in arrival order: a will (offline) from a dropped connection followed
+        # by a frame from the new one must leave the terminal online. Entries are either a
+        # will, ready to show, or the index of a verified frame, shown if newly stored.
+        arrivals: list[Accepted | int] = []
         for topic, payload, received_ms in batch:
             try:
                 v = self._verifier.receive(topic, payload)
@@ -173,18 +176,21 @@ class Ingest:
                 self._reject(topic, exc)
                 continue
             if v.envelope.seq == 0:  # the offline will: status only, never stored or acked
-                status.append(Accepted(v.envelope.party, 0, v.envelope.message, received_ms))
+                arrivals.append(Accepted(v.envelope.party, 0, v.envelope.message, received_ms))
             else:
+                arrivals.append(len(verified))
                 verified.append((v, received_ms))
         frames = [self._frame(v, received_ms) for v, received_ms in verified]
         outcomes = self._store.store_frames(frames) if frames else []
         to_ack: dict[tuple[str, int], list[int]] = defaultdict(list)
-        accepted: list[Accepted] = []
-        for (v, received_ms), frame, outcome in zip(verified, frames, outcomes, strict=True):
+        new: dict[int, Accepted] = {}
+        for i, ((v, received_ms), frame, outcome) in enumerate(
+            zip(verified, frames, outcomes, strict=True)
+        ):
             env = v.envelope
             if outcome is Outcome.NEW:
                 self.stats.stored += 1
-                accepted.append(Accepted(env.party, env.seq, env.message, received_ms))
+                new[i] = Accepted(env.party, env.seq, env.message, received_ms)
             elif outcome is Outcome.DUPLICATE:
                 self.stats.duplicates += 1
             else:
@@ -196,9 +202,14 @@ class Ingest:
             # would help nobody. The conflict counter is what an inspector sees.
             to_ack[(env.party, frame.key_id)].append(env.seq)
         self._acknowledge(to_ack)
-        if accepted or status:
-            self._on_accepted(accepted + status)
-        return accepted
+        feed = [
+            a if isinstance(a, Accepted) else new[a]
+            for a in arrivals
+            if isinstance(a, Accepted) or a in new
+        ]
+        if feed:
+            self._on_accepted(feed)
+        return list(new.values())
 
     def _frame(self, v: Verified, received_ms: int) -> IncomingFrame:
         env = v.envelope

@@ -17,7 +17,7 @@ from typing import Any
 import sqlite_utils
 
 from protocol import Fix, FixSource
-from yijing.sqlite import migrate, open_database
+from yijing.sqlite import SchemaError, migrate, open_database
 
 from .errors import StoreError
 from .store import Device, DeviceKey, IncomingFrame, Outcome, TrackPoint
@@ -97,7 +97,7 @@ class SqliteStore:
         try:
             self._db = open_database(path, synchronous="FULL")
             migrate(self._db, MIGRATIONS)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, SchemaError) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         self._conn = self._db.conn
         # One connection shared by ingest (writer) and web (readers): SQLite serialises anyway,

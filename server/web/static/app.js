@@ -252,7 +252,7 @@
   }
 
   // ---- selection, details and track -------------------------------------------------------
-  const FIELDS = ["lastFix", "lastSeen", "speed", "course", "accuracy", "battery", "source", "position", "track"];
+  const FIELDS = ["lastFix", "lastSeen", "speed", "course", "accuracy", "position", "battery", "source", "track"];
   let detailFor;   // which device the detail skeleton was built for
 
   function renderDetail() {

@@ -40,11 +40,15 @@
       if (!pts.length || !w || !h) return false;
       let s = 90, n = -90, west = 180, e = -180;
       for (const p of pts) { s = Math.min(s, p.lat); n = Math.max(n, p.lat); west = Math.min(west, p.lon); e = Math.max(e, p.lon); }
-      view.lat = (s + n) / 2; view.lon = (west + e) / 2;
-      view.k = Math.cos(view.lat * Math.PI / 180);
-      const pad = 56;
+      const lat = (s + n) / 2, lon = (west + e) / 2;
+      view.k = Math.cos(lat * Math.PI / 180);
+      // Room for the legend (top), the tools and labels (right) and the scale bar (bottom).
+      const pad = w < 500 ? { l: 24, r: 90, t: 56, b: 48 } : { l: 48, r: 120, t: 64, b: 56 };
+      const boxW = Math.max(w - pad.l - pad.r, 50), boxH = Math.max(h - pad.t - pad.b, 50);
       const spanX = Math.max((e - west) * M_PER_DEG * view.k, 300), spanY = Math.max((n - s) * M_PER_DEG, 300);
-      view.ppm = clamp(Math.min((w - 2 * pad) / spanX, (h - 2 * pad) / spanY), MIN_PPM, MAX_PPM);
+      view.ppm = clamp(Math.min(boxW / spanX, boxH / spanY), MIN_PPM, MAX_PPM);
+      view.lon = lon + (w / 2 - (pad.l + boxW / 2)) / (M_PER_DEG * view.k * view.ppm);
+      view.lat = lat - (h / 2 - (pad.t + boxH / 2)) / (M_PER_DEG * view.ppm);
       return true;
     }
 
@@ -129,7 +133,7 @@
         ctx.globalAlpha = 1;
       }
       if (m.status === "moving" && m.course != null) {   // heading pointer
-        const a = (m.course - 90) * Math.PI / 180, d = r + 7;
+        const a = (m.course - 90) * Math.PI / 180, d = r + (selected ? 12 : 7);
         ctx.fillStyle = m.color;
         ctx.beginPath();
         ctx.moveTo(x + Math.cos(a) * d, y + Math.sin(a) * d);
@@ -166,11 +170,11 @@
       }
       // Labels, most important first, skipping any that would overlap one already drawn.
       ctx.font = `600 12px ${FONT}`; ctx.textBaseline = "middle"; ctx.lineJoin = "round";
-      const boxes = [];
+      const boxes = hits.map(({ x, y }) => [x - 7, y - 7, x + 7, y + 7]);   // labels never cover a marker
       for (let i = hits.length - 1; i >= 0; i--) {
         const { id, x, y } = hits[i];
         const tw = ctx.measureText(id).width, bx = x + 11, box = [bx - 2, y - 9, bx + tw + 2, y + 9];
-        if (boxes.some((b) => box[0] < b[2] && box[2] > b[0] && box[1] < b[3] && box[3] > b[1])) continue;
+        if (id !== sel && boxes.some((b) => box[0] < b[2] && box[2] > b[0] && box[1] < b[3] && box[3] > b[1])) continue;
         boxes.push(box);
         ctx.strokeStyle = "rgba(255,255,255,0.92)"; ctx.lineWidth = 4; ctx.strokeText(id, bx, y);
         ctx.fillStyle = id === sel ? "#000" : "#1f2937"; ctx.fillText(id, bx, y);

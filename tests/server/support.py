@@ -1,0 +1,72 @@
+"""Builders shared by the server's unit tests: terminals, sealed frames, stored frames."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol import DeviceEndpoint, Fix, Message, Position, PositionBatch, decode, digest
+from provisioning import DeviceIdentity, new_device
+from provisioning.identity import raw_public
+from server.store import Device, DeviceKey, IncomingFrame
+
+T0 = 1_763_900_000_000
+SERVER_KEY = Ed25519PrivateKey.generate()
+
+
+def fix(t_ms: int, lat: float = 22.5431, lon: float = 114.0579) -> Fix:
+    return Fix(time_ms=t_ms, lat=lat, lon=lon, accuracy_m=5.0, speed_mps=1.3)
+
+
+def device_key(identity: DeviceIdentity) -> DeviceKey:
+    return DeviceKey(
+        identity.device_id, identity.key_id, identity.mac_key, raw_public(identity.public_key)
+    )
+
+
+def device_record(identity: DeviceIdentity, label: str = "", created_ms: int = T0) -> Device:
+    return Device(identity.device_id, label, identity.units, created_ms)
+
+
+class Terminal:
+    """A terminal's keys and its sans-IO endpoint."""
+
+    def __init__(self, device_id: str, *, key_id: int = 1) -> None:
+        self.identity = new_device(device_id, key_id=key_id)
+        self.endpoint = DeviceEndpoint(
+            device_id=device_id,
+            key_id=key_id,
+            mac_key=self.identity.mac_key,
+            signing_key=self.identity.signing_key,
+            server_key=SERVER_KEY.public_key(),
+        )
+
+    @property
+    def device_id(self) -> str:
+        return self.identity.device_id
+
+    def frame(self, message: Message, seq: int, *, sent_ms: int = T0) -> tuple[str, bytes]:
+        out = self.endpoint.seal(message, seq=seq, sent_ms=sent_ms)
+        return out.topic, out.payload
+
+    def incoming(
+        self, message: Message, seq: int, *, sent_ms: int = T0, received_ms: int = T0 + 500
+    ) -> IncomingFrame:
+        """What ingest hands the store for this message."""
+        _, payload = self.frame(message, seq, sent_ms=sent_ms)
+        fixes: tuple[Fix, ...] = ()
+        if isinstance(message, Position):
+            fixes = (message.fix,)
+        elif isinstance(message, PositionBatch):
+            fixes = message.fixes
+        env = decode(payload).envelope
+        return IncomingFrame(
+            device_id=env.party,
+            seq=env.seq,
+            key_id=env.key_id,
+            type_code=message.TYPE,
+            sent_ms=env.sent_ms,
+            received_ms=received_ms,
+            payload=payload,
+            digest=digest(payload),
+            fixes=fixes,
+        )

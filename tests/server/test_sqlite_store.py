@@ -1,0 +1,342 @@
+"""The SQLite store: schema, deduplication, positions, tracks, latest fixes, keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from protocol import Checkpoint, Fix, FixSource, Position, PositionBatch, Presence, PresenceKind
+from server.errors import StoreError
+from server.sqlite_store import MIGRATIONS, SqliteStore
+from server.store import Device, DeviceKey, Outcome
+
+from .support import T0, Terminal, device_key, device_record, fix
+
+
+@pytest.fixture
+def open_store(tmp_path: Path) -> Iterator[Callable[[], SqliteStore]]:
+    opened: list[SqliteStore] = []
+
+    def make() -> SqliteStore:
+        store = SqliteStore(tmp_path / "data" / "yijing.db")
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()  # closing twice is harmless
+
+
+@pytest.fixture
+def store(open_store) -> SqliteStore:
+    return open_store()
+
+
+@pytest.fixture
+def alice() -> Terminal:
+    return Terminal("alice")
+
+
+@pytest.fixture
+def bob() -> Terminal:
+    return Terminal("bob")
+
+
+def pos(t_ms: int, lat: float = 22.5431) -> Position:
+    return Position(fix=fix(t_ms, lat=lat))
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+def test_reopen_keeps_data_and_does_not_migrate_again(open_store, alice: Terminal) -> None:
+    store = open_store()
+    store.add_device(device_record(alice.identity), device_key(alice.identity))
+    assert store.store_frames([alice.incoming(pos(T0), 1)]) == [Outcome.NEW]
+    store.close()
+
+    again = open_store()  # would fail ("table devices already exists") if it migrated again
+    version = again._conn.execute("PRAGMA user_version").fetchone()[0]
+    assert version == len(MIGRATIONS)
+    assert [d.device_id for d in again.devices()] == ["alice"]
+    assert again.frame_count() == 1
+    assert again.fix_count() == 1
+
+
+def test_a_database_from_newer_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "yijing.db"
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        SqliteStore(path)
+
+
+# --- frames: deduplication ---------------------------------------------------------------------
+
+
+def test_new_duplicate_conflict(store: SqliteStore, alice: Terminal) -> None:
+    first = alice.incoming(pos(T0), 1)
+    same = dataclasses.replace(first, received_ms=first.received_ms + 60_000)  # a resend
+    other = alice.incoming(pos(T0 + 5000, lat=22.6), 1)  # same seq, different bytes
+    assert other.payload != first.payload
+
+    assert store.store_frames([first]) == [Outcome.NEW]
+    assert store.store_frames([same]) == [Outcome.DUPLICATE]
+    assert store.store_frames([other]) == [Outcome.CONFLICT]
+    # The first copy is kept whole; neither the duplicate nor the conflict adds positions.
+    assert store.frame("alice", 1) == first.payload
+    assert store.frame_count("alice") == 1
+    assert store.fix_count("alice") == 1
+    (point,) = store.track("alice")
+    assert point.fix.time_ms == T0 and point.received_ms == first.received_ms
+
+
+def test_outcomes_within_one_batch_are_in_order(store: SqliteStore, alice: Terminal) -> None:
+    f1, f2 = alice.incoming(pos(T0), 1), alice.incoming(pos(T0 + 1000), 2)
+    conflicting = alice.incoming(pos(T0 + 9000), 2)
+    outcomes = store.store_frames([f1, f2, f1, conflicting])
+    assert outcomes == [Outcome.NEW, Outcome.NEW, Outcome.DUPLICATE, Outcome.CONFLICT]
+    assert store.frame_count() == 2
+
+
+def test_same_seq_from_two_devices_is_two_frames(
+    store: SqliteStore, alice: Terminal, bob: Terminal
+) -> None:
+    outcomes = store.store_frames([alice.incoming(pos(T0), 1), bob.incoming(pos(T0), 1)])
+    assert outcomes == [Outcome.NEW, Outcome.NEW]
+    assert store.frame_count() == 2
+    assert store.frame_count("alice") == store.frame_count("bob") == 1
+
+
+def test_frame_returns_exact_bytes_or_none(store: SqliteStore, alice: Terminal) -> None:
+    incoming = alice.incoming(pos(T0), 7)
+    store.store_frames([incoming])
+    assert store.frame("alice", 7) == incoming.payload
+    assert isinstance(store.frame("alice", 7), bytes)
+    assert store.frame("alice", 8) is None
+    assert store.frame("bob", 7) is None
+
+
+def test_empty_batch(store: SqliteStore) -> None:
+    assert store.store_frames([]) == []
+    assert store.frame_count() == 0
+
+
+# --- positions ----------------------------------------------------------------------------------
+
+
+def test_positions_unpacked_from_position_and_batch(store: SqliteStore, alice: Terminal) -> None:
+    batch = PositionBatch(fixes=(fix(T0 + 1000), fix(T0 + 2000), fix(T0 + 3000)))
+    store.store_frames(
+        [
+            alice.incoming(pos(T0), 1),
+            alice.incoming(batch, 2),
+            alice.incoming(Presence(kind=PresenceKind.HEARTBEAT), 3),  # no fix: no position
+        ]
+    )
+    assert store.frame_count("alice") == 3
+    assert store.fix_count("alice") == 4
+    track = store.track("alice")
+    assert [(p.seq, p.fix) for p in track] == [(1, fix(T0))] + [(2, f) for f in batch.fixes]
+
+
+def test_fix_fields_round_trip_through_the_table(store: SqliteStore, alice: Terminal) -> None:
+    full = Fix(
+        time_ms=T0,
+        lat=-33.8688197,
+        lon=151.2092955,
+        accuracy_m=3.4,
+        speed_mps=12.34,
+        course_deg=359.9,
+        alt_m=-12.3,
+        satellites=11,
+        source=FixSource.NETWORK,
+    )
+    sparse = Fix(time_ms=T0 + 1, lat=0.0, lon=0.0)
+    store.store_frames([alice.incoming(PositionBatch(fixes=(full, sparse)), 1)])
+    assert [p.fix for p in store.track("alice")] == [full, sparse]
+
+
+def test_track_is_in_fix_time_order_not_arrival_order(store: SqliteStore, alice: Terminal) -> None:
+    store.store_frames([alice.incoming(pos(T0 + 30_000), 1)])
+    store.store_frames([alice.incoming(pos(T0 + 40_000), 2)])
+    # Backfill from time offline arrives later, with older fixes.
+    backfill = PositionBatch(fixes=(fix(T0 + 10_000), fix(T0 + 20_000)))
+    store.store_frames([alice.incoming(backfill, 3)])
+    track = store.track("alice")
+    assert [p.fix.time_ms - T0 for p in track] == [10_000, 20_000, 30_000, 40_000]
+    assert [p.seq for p in track] == [3, 3, 1, 2]
+
+
+def test_track_window_is_inclusive_and_limit_takes_the_oldest(
+    store: SqliteStore, alice: Terminal, bob: Terminal
+) -> None:
+    store.store_frames([alice.incoming(pos(T0 + k * 1000), k + 1) for k in range(10)])
+    store.store_frames([bob.incoming(pos(T0 + 5000), 1)])
+
+    def times(points) -> list[int]:
+        return [(p.fix.time_ms - T0) // 1000 for p in points]
+
+    assert times(store.track("alice")) == list(range(10))
+    assert times(store.track("alice", since_ms=T0 + 3000)) == list(range(3, 10))
+    assert times(store.track("alice", until_ms=T0 + 3000)) == [0, 1, 2, 3]
+    assert times(store.track("alice", since_ms=T0 + 3000, until_ms=T0 + 5000)) == [3, 4, 5]
+    assert times(store.track("alice", limit=4)) == [0, 1, 2, 3]
+    assert times(store.track("alice", since_ms=T0 + 8000, limit=5)) == [8, 9]
+    assert store.track("alice", since_ms=T0 + 20_000) == []
+    assert times(store.track("bob")) == [5]
+    assert store.track("nobody") == []
+
+
+def test_latest_fix_is_the_newest_by_fix_time(
+    store: SqliteStore, alice: Terminal, bob: Terminal
+) -> None:
+    store.store_frames([alice.incoming(pos(T0 + 50_000), 1), bob.incoming(pos(T0 + 1000), 1)])
+    # Late backfill (higher seq, later arrival, older fixes) must not win.
+    backfill = PositionBatch(fixes=(fix(T0 + 10_000), fix(T0 + 20_000)))
+    store.store_frames([alice.incoming(backfill, 2, received_ms=T0 + 99_000)])
+    latest = store.latest_fixes()
+    assert set(latest) == {"alice", "bob"}
+    assert latest["alice"].fix.time_ms == T0 + 50_000
+    assert latest["alice"].seq == 1
+    assert latest["bob"].fix.time_ms == T0 + 1000
+
+    store.store_frames([alice.incoming(pos(T0 + 60_000), 3)])
+    assert store.latest_fixes()["alice"].seq == 3
+
+
+def test_latest_fix_within_a_batch_and_on_ties(store: SqliteStore, alice: Terminal) -> None:
+    batch = PositionBatch(fixes=(fix(T0 + 3000, lat=1.0), fix(T0 + 1000, lat=2.0)))
+    store.store_frames([alice.incoming(batch, 1)])
+    assert store.latest_fixes()["alice"].fix.lat == 1.0
+    store.store_frames([alice.incoming(pos(T0 + 3000, lat=3.0), 2)])  # same time, later seq
+    assert store.latest_fixes()["alice"].fix.lat == 3.0
+
+
+def test_latest_fixes_leaves_out_devices_without_fixes(store: SqliteStore, alice: Terminal) -> None:
+    store.add_device(device_record(alice.identity), device_key(alice.identity))
+    store.store_frames([alice.incoming(Presence(kind=PresenceKind.HEARTBEAT), 1)])
+    assert store.latest_fixes() == {}
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def test_checkpoint_covering(store: SqliteStore, alice: Terminal, bob: Terminal) -> None:
+    frames = [alice.incoming(pos(T0 + k), k) for k in range(1, 5)]
+    digests = b"".join(f.digest for f in frames)
+    ckpt = alice.endpoint.checkpoint(first_seq=1, digests=digests)
+    assert isinstance(ckpt, Checkpoint)
+    ckpt_frame = dataclasses.replace(alice.incoming(ckpt, 5), checkpoint_range=(1, 4))
+    store.store_frames([*frames, ckpt_frame])
+
+    for seq in range(1, 5):
+        assert store.checkpoint_covering("alice", seq) == ckpt_frame.payload
+    assert store.checkpoint_covering("alice", 5) is None
+    assert store.checkpoint_covering("alice", 0) is None
+    assert store.checkpoint_covering("bob", 2) is None
+
+
+def test_checkpoint_covering_without_the_frames_it_lists(
+    store: SqliteStore, alice: Terminal
+) -> None:
+    # The checkpoint is self-contained: it is found even if frame 2 never arrived.
+    frames = [alice.incoming(pos(T0 + k), k) for k in range(1, 4)]
+    ckpt = alice.endpoint.checkpoint(first_seq=1, digests=b"".join(f.digest for f in frames))
+    ckpt_frame = dataclasses.replace(alice.incoming(ckpt, 4), checkpoint_range=(1, 3))
+    store.store_frames([frames[0], ckpt_frame])
+    assert store.checkpoint_covering("alice", 2) == ckpt_frame.payload
+
+
+# --- counts -----------------------------------------------------------------------------------
+
+
+def test_frame_and_fix_counts(store: SqliteStore, alice: Terminal, bob: Terminal) -> None:
+    assert store.frame_count() == store.fix_count() == 0
+    store.store_frames(
+        [
+            alice.incoming(PositionBatch(fixes=(fix(T0), fix(T0 + 1))), 1),
+            alice.incoming(Presence(kind=PresenceKind.HEARTBEAT), 2),
+            bob.incoming(pos(T0), 1),
+        ]
+    )
+    assert store.frame_count() == 3
+    assert store.frame_count("alice") == 2
+    assert store.frame_count("bob") == 1
+    assert store.frame_count("nobody") == 0
+    assert store.fix_count() == 3
+    assert store.fix_count("alice") == 2
+    assert store.fix_count("bob") == 1
+    assert store.fix_count("nobody") == 0
+
+
+# --- devices and keys ---------------------------------------------------------------------------
+
+
+def test_device_registration(store: SqliteStore) -> None:
+    ident = Terminal("patrol-7").identity
+    ident = dataclasses.replace(ident, units=("north", "night"))
+    store.add_device(device_record(ident, "Patrol 7"), device_key(ident))
+    (device,) = store.devices()
+    assert device == Device("patrol-7", "Patrol 7", ("north", "night"), T0)
+    assert store.key("patrol-7", 1) == device_key(ident)
+    assert store.key("patrol-7", 2) is None
+    assert store.key("nobody", 1) is None
+
+
+def test_registering_again_updates_label_and_units_keeps_creation(store: SqliteStore) -> None:
+    ident = Terminal("patrol-7").identity
+    store.add_device(device_record(ident, "old"), device_key(ident))
+    store.add_device(Device("patrol-7", "new", ("east",), T0 + 99), device_key(ident))
+    assert store.devices() == [Device("patrol-7", "new", ("east",), T0)]
+    assert len(store.keys()) == 1
+
+
+def test_devices_are_listed_by_id(store: SqliteStore) -> None:
+    for name in ("c-3", "a-1", "b-2"):
+        ident = Terminal(name).identity
+        store.add_device(device_record(ident), device_key(ident))
+    assert [d.device_id for d in store.devices()] == ["a-1", "b-2", "c-3"]
+
+
+def test_key_rotation_keeps_the_old_key(store: SqliteStore) -> None:
+    old = Terminal("patrol-7", key_id=1).identity
+    new = Terminal("patrol-7", key_id=2).identity
+    store.add_device(device_record(old), device_key(old))
+    store.add_key(device_key(new))
+    # Frames sealed under key 1 stay verifiable after the terminal moves to key 2.
+    assert store.key("patrol-7", 1) == device_key(old)
+    assert store.key("patrol-7", 2) == device_key(new)
+    registered = store.keys()
+    assert sorted(k.key_id for k in registered) == [1, 2]
+    assert store.key("patrol-7", 1).mac_key != store.key("patrol-7", 2).mac_key
+
+
+def test_add_key_for_an_unknown_device_is_refused(store: SqliteStore) -> None:
+    stranger = Terminal("stranger").identity
+    with pytest.raises(StoreError):
+        store.add_key(device_key(stranger))  # foreign key: devices must exist first
+    assert store.keys() == []
+
+
+def test_keys_survive_reopen(open_store) -> None:
+    store = open_store()
+    ident = Terminal("patrol-7").identity
+    store.add_device(device_record(ident), device_key(ident))
+    store.close()
+    assert open_store().keys() == [device_key(ident)]
+
+
+def test_device_key_types(store: SqliteStore) -> None:
+    ident = Terminal("patrol-7").identity
+    store.add_device(device_record(ident), device_key(ident))
+    key = store.key("patrol-7", 1)
+    assert isinstance(key, DeviceKey)
+    assert isinstance(key.mac_key, bytes) and len(key.mac_key) == 32
+    assert isinstance(key.public_key, bytes) and len(key.public_key) == 32

@@ -4,7 +4,7 @@
   const DICT = {
     zh: {
       "app.title": "义警 · 实时地图",
-      "app.subtitle": "福田 值班台",
+      "app.subtitle": "派出所值班台",
       "lang.button": "English",
       "lang.aria": "Switch to English",
       "conn.open": "实时连接",
@@ -78,7 +78,7 @@
     },
     en: {
       "app.title": "Yijing · Live map",
-      "app.subtitle": "Futian duty desk",
+      "app.subtitle": "Station duty desk",
       "lang.button": "中文",
       "lang.aria": "切换到中文",
       "conn.open": "Live",

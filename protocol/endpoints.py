@@ -64,7 +64,9 @@ class KeyRing(Protocol):
 def _check_route(route: topics.Route, envelope: Envelope, expected: Direction) -> None:
     message = envelope.message
     if message.DIRECTION is not expected:
-        raise TopicError("type", f"{type(message).__name__} is not a {expected.value}link message")
+        article = "an" if expected is Direction.UPLINK else "a"
+        name = type(message).__name__
+        raise TopicError("type", f"{name} is not {article} {expected.value}link message")
     if route.party != envelope.party:
         raise TopicError("party", f"frame names {envelope.party!r}, topic {route.party!r}")
     if route.kind != message.TOPIC:

@@ -15,7 +15,7 @@ import dataclasses
 import enum
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from .errors import InvalidField, MalformedFrame, ProtocolError
@@ -32,6 +32,25 @@ MAX_TIME_MS = 4_102_444_800_000  # 2100-01-01
 
 def _type_name(value: object) -> str:
     return type(value).__name__
+
+
+def _show(value: object, limit: int = 40) -> str:
+    """A short rendering of an untrusted value for an error message.
+
+    Never recurses into containers (a 1000-deep msgpack list would exhaust ``repr``'s
+    recursion limit) and never prints a huge integer (``int.__str__`` refuses beyond 4300
+    digits), so building the message of an ``InvalidField`` cannot itself fail.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if value.bit_length() <= 64 else f"a {value.bit_length()}-bit integer"
+    if isinstance(value, (str, bytes)):
+        text = repr(value[:limit])
+        return text + "..." if len(value) > limit else text
+    if isinstance(value, Sized):
+        return f"a {_type_name(value)} of length {len(value)}"
+    return f"a {_type_name(value)}"
 
 
 class Codec(Generic[T]):
@@ -56,7 +75,7 @@ class Int(Codec[int]):
         if not isinstance(value, int) or isinstance(value, bool):
             raise InvalidField(name, f"expected an integer, got {_type_name(value)}")
         if not self.lo <= value <= self.hi:
-            raise InvalidField(name, f"{value} is outside [{self.lo}, {self.hi}]")
+            raise InvalidField(name, f"{_show(value)} is outside [{self.lo}, {self.hi}]")
         return value
 
 
@@ -80,7 +99,10 @@ class Scaled(Codec[float]):
     def check(self, value: object, name: str) -> float:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise InvalidField(name, f"expected a number, got {_type_name(value)}")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float's range
+            raise InvalidField(name, f"{_show(value)} is outside [{self.lo}, {self.hi}]") from None
         if not math.isfinite(number):
             raise InvalidField(name, f"{number} is not a finite number")
         above = number >= self.hi if self.hi_open else number > self.hi
@@ -115,6 +137,11 @@ class Str(Codec[str]):
             raise InvalidField(name, f"{value!r} does not match {self.pattern.pattern}")
         if any(ord(ch) < 0x20 and ch not in "\n\t" for ch in value):
             raise InvalidField(name, "contains control characters")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: msgpack could not encode it
+                raise InvalidField(name, "is not valid Unicode (lone surrogate)") from None
         return value
 
 
@@ -150,7 +177,7 @@ class Choice(Codec[E]):
             except ValueError:
                 pass
         allowed = ", ".join(str(m.value) for m in self.enum_type)
-        raise InvalidField(name, f"{value!r} is not one of: {allowed}")
+        raise InvalidField(name, f"{_show(value)} is not one of: {allowed}")
 
     def to_wire(self, value: E) -> object:
         return value.value
@@ -287,14 +314,15 @@ class Record:
         required = sum(1 for _, _, default in layout if default is REQUIRED)
         if len(raw) < required:
             raise MalformedFrame("", f"{cls.__name__} needs {required} fields, got {len(raw)}")
-        kwargs = {
-            name: codec.from_wire(value, name)
-            for (name, codec, _), value in zip(layout, raw, strict=False)
-        }
-        try:
-            return cls(**kwargs)
-        except TypeError as exc:  # pragma: no cover - layout and __init__ agree by construction
-            raise MalformedFrame("", f"{cls.__name__}: {exc}") from None
+        # Each codec's from_wire already ran the field's check, so the record is filled in
+        # directly rather than through __init__, which would check every field a second time
+        # (decoding is the server's hot path). Rules across fields still run: validate().
+        record = cls.__new__(cls)
+        for i, (name, codec, default) in enumerate(layout):
+            value = codec.from_wire(raw[i], name) if i < len(raw) else default
+            object.__setattr__(record, name, value)
+        record.validate()
+        return record
 
 
 def replace(record: M, **changes: object) -> M:

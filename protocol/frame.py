@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 
 from .errors import InvalidField, MalformedFrame, ProtocolError, UnsupportedVersion
-from .fields import Int
+from .fields import Int, _show
 from .messages import IDENT, MAX_SEQ, MESSAGE_TYPES, TIME, Message
 
 FRAME_VERSION = 1
@@ -132,8 +132,11 @@ def decode(payload: bytes) -> Frame:
     if not isinstance(raw, list) or len(raw) != 6:
         raise MalformedFrame("", "body must be a list [type, party, key_id, seq, sent_ms, body]")
     type_code, party, key_id, seq, sent_ms, body = raw
-    if not isinstance(type_code, int) or type_code not in MESSAGE_TYPES:
-        raise MalformedFrame("type", f"unknown message type {type_code!r}")
+    # bool is an int in Python: msgpack ``true`` must not pass for type 1.
+    if not isinstance(type_code, int) or isinstance(type_code, bool):
+        raise MalformedFrame("type", f"message type must be an integer, got {_show(type_code)}")
+    if type_code not in MESSAGE_TYPES:
+        raise MalformedFrame("type", f"unknown message type {type_code}")
     message_type = MESSAGE_TYPES[type_code]
     try:
         message = message_type.from_wire(body)

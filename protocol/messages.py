@@ -229,9 +229,10 @@ class Checkpoint(Message):
     """An Ed25519 signature over the digests of a contiguous range of the sender's frames.
 
     ``digests`` holds one 16-byte truncated SHA-256 per sequence number ``first_seq`` to
-    ``last_seq``, each of that frame's authenticated bytes. The checkpoint is self-contained:
-    with it and one stored frame an inspector proves the terminal's key produced that frame,
-    even if other frames of the range were never delivered. See ``protocol.auth``.
+    ``last_seq``, each of that whole frame as sent, tag included (``protocol.auth.digest``).
+    The checkpoint is self-contained: with it and one stored frame an inspector proves the
+    terminal's key produced that frame, even if other frames of the range were never
+    delivered. See ``protocol.auth``.
     """
 
     TYPE = 8

@@ -37,7 +37,7 @@ from protocol import (
     Snapshot,
     StoredAck,
 )
-from yijing.sqlite import SchemaError, migrate, open_database
+from yijing.sqlite import SchemaError, migrate, open_database, transaction
 
 from .errors import OutboxError
 
@@ -111,10 +111,6 @@ class Outbox:
     def close(self) -> None:
         self._conn.close()
 
-    def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
-
     def _meta(self, key: str) -> int:
         return int(self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
 
@@ -147,23 +143,17 @@ class Outbox:
         self._conn.execute("UPDATE meta SET value=? WHERE key='last_checkpoint'", (seq,))
 
     def put(self, message: Message, lane: Lane | None = None) -> int:
-        """Number, seal and store ``message`` durably; return its sequence number."""
+        """Number, seal and store ``message`` durably; return its sequence number.
+
+        If sealing refuses (a ``ProtocolError``, e.g. a clock before 2000 at boot) nothing is
+        written and no number is used.
+        """
         now_ms = self._clock_ms()
         lane = LANE_OF[type(message)] if lane is None else lane
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with transaction(self._conn, OutboxError, f"store {type(message).__name__}"):
             seq = self._append(message, lane, now_ms)
             if seq - self._meta("checkpoint_from") + 1 >= self._checkpoint_every:
                 self._checkpoint(now_ms)
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise OutboxError(f"cannot store {type(message).__name__}: {exc}") from exc
-        except BaseException:
-            # Sealing can refuse (a ProtocolError, e.g. a clock before 2000 at boot): never
-            # leave the write transaction open, or the next put fails too.
-            self._rollback()
-            raise
         return seq
 
     def flush_checkpoint(self) -> None:
@@ -171,31 +161,18 @@ class Outbox:
 
         Calling it again with nothing new to sign writes nothing.
         """
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with transaction(self._conn, OutboxError, "write a checkpoint"):
             self._checkpoint(self._clock_ms())
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise OutboxError(f"cannot write checkpoint: {exc}") from exc
-        except BaseException:
-            self._rollback()
-            raise
 
     def acknowledge(self, ack: StoredAck) -> int:
         """Forget what the server stored; return how many rows went."""
         removed = 0
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with transaction(self._conn, OutboxError, "apply an ack"):
             for first, last in ack.ranges:
                 cur = self._conn.execute(
                     "DELETE FROM items WHERE seq BETWEEN ? AND ?", (first, last)
                 )
                 removed += cur.rowcount
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
-            raise OutboxError(f"cannot apply ack: {exc}") from exc
         return removed
 
     def next_items(self, limit: int, *, exclude: Collection[int] = frozenset()) -> list[Item]:

@@ -17,7 +17,7 @@ from typing import Any
 import sqlite_utils
 
 from protocol import Fix, FixSource
-from yijing.sqlite import SchemaError, migrate, open_database
+from yijing.sqlite import SchemaError, migrate, open_database, transaction
 
 from .errors import StoreError
 from .store import Device, DeviceKey, IncomingFrame, Outcome, TrackPoint
@@ -110,15 +110,9 @@ class SqliteStore:
             self._conn.close()
 
     def _write(self, sql_batches: list[tuple[str, Sequence[Sequence[object]]]]) -> None:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                for sql, rows in sql_batches:
-                    self._conn.executemany(sql, rows)
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._conn.execute("ROLLBACK")
-                raise StoreError(f"write failed: {exc}") from exc
+        with self._lock, transaction(self._conn, StoreError, "write"):
+            for sql, rows in sql_batches:
+                self._conn.executemany(sql, rows)
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -176,17 +170,8 @@ class SqliteStore:
     # --- frames -----------------------------------------------------------------------------
 
     def store_frames(self, frames: Sequence[IncomingFrame]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                for f in frames:
-                    outcomes.append(self._store_one(f))
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._conn.execute("ROLLBACK")
-                raise StoreError(f"storing {len(frames)} frames failed: {exc}") from exc
-        return outcomes
+        with self._lock, transaction(self._conn, StoreError, f"store {len(frames)} frames"):
+            return [self._store_one(f) for f in frames]
 
     def _store_one(self, f: IncomingFrame) -> Outcome:
         cur = self._conn.execute(

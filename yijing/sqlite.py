@@ -7,8 +7,9 @@ its own schema without a bookkeeping table.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import sqlite_utils
@@ -31,6 +32,28 @@ def open_database(path: Path, *, synchronous: str = "NORMAL") -> sqlite_utils.Da
     return db
 
 
+@contextlib.contextmanager
+def transaction(
+    conn: sqlite3.Connection, error: Callable[[str], Exception], what: str
+) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception.
+
+    sqlite3 errors become ``error(f"cannot {what}: …")`` (raised from the original); anything
+    else (a refusal by the protocol, a KeyboardInterrupt) is re-raised as it is. Either way no
+    write transaction is left open to break the next one.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise error(f"cannot {what}: {exc}") from exc
+        raise
+
+
 def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> int:
     """Apply the migrations the database has not seen; return the schema version."""
     conn = db.conn
@@ -40,12 +63,7 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> int:
             f"database schema version {current} is newer than this code ({len(migrations)})"
         )
     for version, step in enumerate(migrations[current:], start=current + 1):
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with transaction(conn, SchemaError, f"apply migration {version} ({step.__name__})"):
             step(db)
             conn.execute(f"PRAGMA user_version={version}")
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise SchemaError(f"migration {version} ({step.__name__}) failed: {exc}") from exc
     return len(migrations)

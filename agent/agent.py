@@ -1,13 +1,18 @@
-"""The edge agent's main loop: sample, store, send, and forget only what the server stored.
+"""The edge agent's main loop: sample, record, send, and forget only what the server stored.
 
 Threads: the MQTT link runs its own (``yijing.mqtt``) and hands everything it receives to a
 queue; this loop, on one thread, owns the outbox and all decisions. So the database needs no
 locks and every state change happens in one place.
 
-In flight: what was published but not yet acknowledged, with when. An item is sent again when
-its ack is ``ack_timeout_s`` late, and everything in flight is sent again after a reconnect:
-MQTT QoS 1 alone is not trusted (paho keeps its session in memory only, and brokers may drop
-queued messages). The server deduplicates, so resending is always safe.
+In flight: what was published but not yet acknowledged, with when and on which connection. An
+item is sent again when its ack is ``ack_timeout_s`` late, and everything sent on an earlier
+connection is sent again after a reconnect: MQTT QoS 1 alone is not trusted (paho keeps its
+session in memory only, and brokers may drop queued messages). The server deduplicates, so
+resending is always safe.
+
+Clock: fixes carry the receiver's GNSS time. Each GNSS fix also measures the terminal's clock
+against it; the skew goes to the server in every heartbeat, and the server, whose own clock is
+the reference, never takes a timestamp from the future at face value.
 """
 
 from __future__ import annotations
@@ -17,20 +22,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from protocol import (
     ConfigPush,
     DeviceEndpoint,
     Envelope,
+    Event,
+    EventKind,
     Fix,
-    Position,
+    FixSource,
     Presence,
     PresenceKind,
     ProtocolError,
-    Setting,
     StoredAck,
 )
 from provisioning import Enrolment
@@ -38,18 +44,13 @@ from yijing.mqtt import Backoff, MqttLink, NotConnected, Will
 
 from .errors import OutboxError
 from .outbox import Outbox
+from .policy import Reporter, ReportingPolicy
+
+MB = 1024 * 1024
 
 
 class PositionSource(Protocol):
     def read(self, now_ms: int) -> Fix | None: ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class AgentSettings:
-    report_interval_s: float = 5.0
-    heartbeat_s: float = 60.0
-    ack_timeout_s: float = 20.0
-    window: int = 64  # most frames unacknowledged on the wire at once
 
 
 @dataclass
@@ -68,17 +69,22 @@ class Agent:
         data_dir: Path,
         *,
         source: PositionSource,
-        settings: AgentSettings | None = None,
+        policy: ReportingPolicy | None = None,
+        window: int = 64,
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         ident = enrolment.identity
         self.device_id = ident.device_id
-        self.settings = settings or AgentSettings()
+        self.policy = policy or ReportingPolicy()
+        self.window = window  # most frames unacknowledged on the wire at once
         self._clock = clock
         self._log = logger or logging.getLogger(f"yijing.agent.{ident.device_id}")
         self._source = source
+        self._reporter = Reporter(self.policy)
+        self.latest_fix: Fix | None = None
+        self.clock_skew_ms: int | None = None
         self.endpoint = DeviceEndpoint(
             device_id=ident.device_id,
             key_id=ident.key_id,
@@ -87,24 +93,31 @@ class Agent:
             server_key=enrolment.server_key,
             units=ident.units,
         )
-        self.outbox = Outbox(data_dir / "outbox.db", self.endpoint, clock_ms=self._now_ms)
+        self.outbox = Outbox(
+            data_dir / "outbox.db",
+            self.endpoint,
+            clock_ms=self._now_ms,
+            budget_bytes=int(self.policy.disk_budget_mb * MB),
+        )
         self._inbox: queue.SimpleQueue[tuple[str, str, bytes]] = queue.SimpleQueue()
         # seq -> (when sent, which connection it went out on)
         self._inflight: dict[int, tuple[float, int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next_heartbeat = 0.0
         self.stats = AgentStats()
         self._seen_errors: set[str] = set()
         broker = enrolment.broker
+        will = self.endpoint.will(sent_ms=self._now_ms())
         self.link = MqttLink(
-            client_id=ident.device_id,
+            client_id=ident.device_id,  # one stable id: a reconnect takes over the old session
             host=broker.host,
             port=broker.port,
             protocol=broker.protocol,
             subscriptions=[(f, 1) for f in self.endpoint.subscriptions],
             on_message=lambda topic, payload: self._inbox.put(("msg", topic, payload)),
             on_connect=lambda: self._inbox.put(("up", str(self.link.connects), b"")),
-            will=Will(*self._will()),
+            will=Will(will.topic, will.payload),
             # Keep the broker session a day so commands sent while the 4G link is down wait.
             session_expiry_s=86_400,
             backoff=backoff,
@@ -113,10 +126,6 @@ class Agent:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
-
-    def _will(self) -> tuple[str, bytes]:
-        out = self.endpoint.will(sent_ms=self._now_ms())
-        return out.topic, out.payload
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -135,25 +144,75 @@ class Agent:
         self.outbox.close()
 
     def run(self) -> None:
-        next_report = next_heartbeat = self._clock()
+        next_sample = self._clock()
         while not self._stop.is_set():
             now = self._clock()
-            if now >= next_report:
-                self._guarded(self.report_position)
-                next_report = max(next_report + self.settings.report_interval_s, now)
-            if now >= next_heartbeat:
-                self._guarded(lambda: self.outbox.put(Presence(kind=PresenceKind.HEARTBEAT)))
-                next_heartbeat = now + self.settings.heartbeat_s
+            if now >= next_sample:
+                self._guarded(self.sample)
+                # Receivers report once a second; sampling faster only finds the same fix.
+                next_sample = now + min(1.0, self.policy.interval_moving_s)
+            if self.link.connected and now >= self._next_heartbeat:
+                self._guarded(self.heartbeat)
+                self._next_heartbeat = now + self.policy.heartbeat_s
             self.pump()
-            wait = max(0.0, min(next_report, next_heartbeat) - self._clock())
+            wait = max(0.0, min(next_sample, self._next_heartbeat) - self._clock())
             self._drain_inbox(min(wait, 0.2))
         self.outbox.flush_checkpoint()
         self.pump()
 
-    # --- work ----------------------------------------------------------------------------------
+    # --- what the terminal knows and says ------------------------------------------------------
+
+    def sample(self) -> Fix | None:
+        """Read the position source; record the fix if the reporting policy wants it."""
+        fix = self._source.read(self._now_ms())
+        if fix is None:
+            return None
+        self.latest_fix = fix
+        if fix.source is FixSource.GNSS:
+            self.clock_skew_ms = self._now_ms() - fix.time_ms
+        if self._reporter.should_record(fix):
+            self.outbox.record_fix(fix)
+            self._reporter.recorded(fix)
+        return fix
+
+    def heartbeat(self) -> None:
+        self.outbox.put(
+            Presence(kind=PresenceKind.HEARTBEAT, fix=None, clock_skew_ms=self.clock_skew_ms)
+        )
+
+    def raise_event(
+        self, kind: EventKind, *, value: int | None = None, detail: str | None = None
+    ) -> int:
+        """An event (SOS, button, tamper, battery) with the current position, sent at once."""
+        fix = self.latest_fix
+        if fix is not None:
+            self.outbox.record_fix(fix)  # the track shows where it happened, whatever the policy
+            self._reporter.recorded(fix)
+        event = Event(kind=kind, time_ms=self._now_ms(), value=value, fix=fix, detail=detail)
+        return self.outbox.put(event)
+
+    def check_in(self, shift_id: str) -> int:
+        return self.outbox.put(
+            Presence(
+                kind=PresenceKind.CHECK_IN,
+                shift_id=shift_id,
+                fix=self.latest_fix,
+                clock_skew_ms=self.clock_skew_ms,
+            )
+        )
+
+    def check_out(self, shift_id: str) -> int:
+        return self.outbox.put(
+            Presence(
+                kind=PresenceKind.CHECK_OUT,
+                shift_id=shift_id,
+                fix=self.latest_fix,
+                clock_skew_ms=self.clock_skew_ms,
+            )
+        )
 
     def _guarded(self, action: Callable[[], object]) -> None:
-        """Run one sampling step; a refusal is logged (once per kind) and the loop goes on.
+        """Run one step; a refusal is logged (once per kind) and the loop goes on.
 
         A terminal without a real-time clock reads 1970 at boot, which the protocol refuses
         until NTP or GNSS time arrives; a full disk fails the outbox. Neither may stop the
@@ -162,35 +221,35 @@ class Agent:
         try:
             action()
         except (ProtocolError, OutboxError) as exc:
-            self._log_once(
-                f"{type(exc).__name__}:{getattr(exc, 'field', '')}", "not recorded: %s", exc
-            )
+            key = f"{type(exc).__name__}:{getattr(exc, 'field', '')}"
+            self._log_once(key, "not recorded: %s", exc)
 
     def _log_once(self, key: str, message: str, *args: object) -> None:
         if key not in self._seen_errors:
             self._seen_errors.add(key)
             self._log.warning(message, *args)
 
-    def report_position(self) -> int | None:
-        fix = self._source.read(self._now_ms())
-        if fix is None:
-            return None
-        return self.outbox.put(Position(fix=fix))
+    # --- sending -------------------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Publish what is due: new items up to the window, and items whose ack is late."""
+        """Publish what is due: new frames up to the window, and frames whose ack is late."""
         if not self.link.connected:
             return
         now = self._clock()
-        timeout = self.settings.ack_timeout_s
-        late = [s for s, (t, _) in self._inflight.items() if now - t >= timeout]
+        timeout = self.policy.ack_timeout_s
+        late = {s for s, (t, _) in self._inflight.items() if now - t >= timeout}
         for seq in late:
             del self._inflight[seq]
-        room = self.settings.window - len(self._inflight)
+        room = self.window - len(self._inflight)
         if room <= 0:
             return
         connection = self.link.connects
-        for item in self.outbox.next_items(room, exclude=self._inflight.keys()):
+        try:
+            items = self.outbox.next_items(room, exclude=self._inflight.keys())
+        except (ProtocolError, OutboxError) as exc:
+            self._log_once(f"pump:{type(exc).__name__}", "cannot prepare frames: %s", exc)
+            return
+        for item in items:
             try:
                 self.link.publish(item.topic, item.payload, qos=1)
             except NotConnected:
@@ -198,7 +257,7 @@ class Agent:
             self._inflight[item.seq] = (now, connection)
             self.stats.published += 1
             if item.seq in late:
-                self.stats.resent += 1  # an ack that never came; a reconnect resends silently
+                self.stats.resent += 1
 
     def _drain_inbox(self, timeout: float) -> None:
         try:
@@ -214,11 +273,13 @@ class Agent:
 
     def _handle(self, kind: str, topic: str, payload: bytes) -> None:
         if kind == "up":
-            # A new connection: what went out on an older one may be lost with it; send again.
+            # A new connection: what went out on an older one may be lost with it; send again,
+            # and say at once that we are here.
             connection = int(topic)
             stale = [s for s, (_, c) in self._inflight.items() if c < connection]
             for seq in stale:
                 del self._inflight[seq]
+            self._next_heartbeat = self._clock()
             return
         try:
             envelope = self.endpoint.receive(topic, payload)
@@ -235,18 +296,12 @@ class Agent:
                 for seq in [s for s in self._inflight if first <= s <= last]:
                     del self._inflight[seq]
         elif isinstance(message, ConfigPush):
-            self._apply_config(message)
+            self.apply_config(message)
         else:
             self.stats.commands.append(envelope)
 
-    def _apply_config(self, push: ConfigPush) -> None:
-        values = push.as_dict()
-        changes: dict[str, Any] = {}
-        if Setting.INTERVAL_MOVING_S in values:
-            changes["report_interval_s"] = values[Setting.INTERVAL_MOVING_S]
-        if Setting.HEARTBEAT_S in values:
-            changes["heartbeat_s"] = values[Setting.HEARTBEAT_S]
-        if Setting.ACK_TIMEOUT_S in values:
-            changes["ack_timeout_s"] = values[Setting.ACK_TIMEOUT_S]
-        self.settings = replace(self.settings, **changes)
-        self._log.info("config version %s applied: %s", push.version, changes)
+    def apply_config(self, push: ConfigPush) -> None:
+        self.policy = self.policy.updated(push)
+        self._reporter.policy = self.policy
+        self.outbox.budget_bytes = int(self.policy.disk_budget_mb * MB)
+        self._log.info("config version %s applied: %s", push.version, self.policy)

@@ -1,15 +1,23 @@
 """The durable outbox: nothing leaves the terminal's disk until the server says it is stored.
 
-Each message is numbered, sealed and written in one SQLite transaction (WAL,
-``synchronous=FULL``: a commit survives kill -9 and power loss). The frame's bytes are fixed at
-that moment, so a resend is byte-identical and the server's (device, seq) deduplication makes
-delivery effectively exactly once. Rows are deleted only by a ``StoredAck`` covering them.
+Two stages, each row written in one SQLite transaction (WAL, ``synchronous=FULL``: a commit
+survives kill -9 and power loss):
 
-Lanes order what goes out first when the link returns: urgent (SOS, dispatch answers) before the
-live position before backfill before snapshots. Within the live lane the newest goes first;
-elsewhere the oldest.
+1. **Backlog** (``backlog`` table): accepted fixes and snapshots, not yet numbered. Fixes wait
+   here while the link is down, so that when it returns the newest one can go first as the live
+   ``Position`` and the rest go oldest first, a hundred to a ``PositionBatch``. Only the backlog
+   is ever evicted to keep within the disk budget (``agent.budget``), so eviction never leaves a
+   hole in the sequence numbers.
+2. **Sealed frames** (``items`` table): numbered, sealed, and fixed byte for byte, so a resend
+   is identical and the server's (device, seq) deduplication makes delivery effectively exactly
+   once. A frame is deleted only by a ``StoredAck`` covering it. Urgent and control messages
+   (SOS, dispatch answers, check-in/out, eviction reports) are sealed as soon as they are put;
+   backlog rows are sealed only when the link has room for them (``next_items``).
 
-Every ``CHECKPOINT_EVERY`` frames the outbox also writes a signed ``Checkpoint`` of their digests
+Lanes order what goes out first: urgent, then the live position (newest first), then backfill
+(oldest first), then snapshots.
+
+Every ``CHECKPOINT_EVERY`` frames the outbox also seals a signed ``Checkpoint`` of their digests
 (see ``protocol.auth``), in the same transaction as the frame that completes the range.
 """
 
@@ -21,6 +29,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgpack
 import sqlite_utils
 
 from protocol import (
@@ -29,6 +38,8 @@ from protocol import (
     DeviceEndpoint,
     DispatchResponse,
     Event,
+    EventKind,
+    Fix,
     Message,
     Position,
     PositionBatch,
@@ -39,6 +50,7 @@ from protocol import (
 )
 from yijing.sqlite import SchemaError, migrate, open_database, transaction
 
+from . import budget as budget_rules
 from .errors import OutboxError
 
 
@@ -59,6 +71,27 @@ LANE_OF: dict[type[Message], Lane] = {
     Checkpoint: Lane.BACKFILL,
     Snapshot: Lane.SNAPSHOT,
 }
+#: Events that only report a state; they need not jump the queue ahead of the live position.
+_ROUTINE_EVENTS = frozenset(
+    {EventKind.BATTERY, EventKind.SNAPSHOTS_EVICTED, EventKind.FIXES_THINNED}
+)
+
+#: Fixes per PositionBatch: a 100-fix batch is ~2.7 kB, small enough never to hold up an urgent
+#: frame for long on a slow uplink, large enough to drain a day (17,280 fixes) in 173 frames.
+BATCH_FIXES = 100
+
+
+def lane_of(message: Message) -> Lane:
+    if isinstance(message, Event) and message.kind in _ROUTINE_EVENTS:
+        return Lane.LIVE
+    return LANE_OF[type(message)]
+
+
+class Backlog(enum.IntEnum):
+    """What kind of row waits in the backlog."""
+
+    FIX = 1
+    SNAPSHOT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +119,29 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.table("digests").create({"seq": int, "digest": bytes}, pk="seq")
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    # kind: Backlog; time_ms: the fix's (or capture's) time, for ordering and thinning;
+    # body: the Fix or Snapshot in its wire form (msgpack).
+    db.table("backlog").create({"id": int, "kind": int, "time_ms": int, "body": bytes}, pk="id")
+    db.table("backlog").create_index(["kind", "time_ms"])
+    db.table("meta").insert_all(
+        [
+            # Durable counters: what was accepted, and what the disk budget took. The server
+            # must end up with (accepted - evicted) of each, which the fault tests check.
+            {"key": "fixes_accepted", "value": 0},
+            {"key": "fixes_thinned", "value": 0},
+            {"key": "snapshots_accepted", "value": 0},
+            {"key": "snapshots_evicted", "value": 0},
+            # How much of the eviction counts has been reported to the server in Events.
+            {"key": "fixes_thinned_reported", "value": 0},
+            {"key": "snapshots_evicted_reported", "value": 0},
+            # Fix time of the newest fix sealed as the live Position.
+            {"key": "live_time_ms", "value": 0},
+        ]
+    )
+
+
+MIGRATIONS = [_v1, _v2]
 
 
 class Outbox:
@@ -97,22 +152,60 @@ class Outbox:
         *,
         clock_ms: Callable[[], int],
         checkpoint_every: int = CHECKPOINT_EVERY,
+        budget_bytes: int | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._clock_ms = clock_ms
         self._checkpoint_every = checkpoint_every
+        self.budget_bytes = budget_bytes
         try:
             self._db = open_database(path, synchronous="FULL")
             migrate(self._db, MIGRATIONS)
         except (sqlite3.Error, SchemaError) as exc:
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
         self._conn = self._db.conn
+        self.path = path
 
     def close(self) -> None:
         self._conn.close()
 
+    # --- bookkeeping -------------------------------------------------------------------------
+
     def _meta(self, key: str) -> int:
         return int(self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
+
+    def _bump(self, key: str, delta: int) -> None:
+        self._conn.execute("UPDATE meta SET value=value+? WHERE key=?", (delta, key))
+
+    def counters(self) -> dict[str, int]:
+        """Durable counts: accepted, evicted and reported fixes and snapshots, and what waits."""
+        doc = {str(k): int(v) for k, v in self._conn.execute("SELECT key, value FROM meta")}
+        doc["frames_unacked"] = self._count("SELECT count(*) FROM items")
+        doc["backlog_fixes"] = self._count("SELECT count(*) FROM backlog WHERE kind=?", Backlog.FIX)
+        doc["backlog_snapshots"] = self._count(
+            "SELECT count(*) FROM backlog WHERE kind=?", Backlog.SNAPSHOT
+        )
+        return doc
+
+    def _count(self, sql: str, *params: object) -> int:
+        return int(self._conn.execute(sql, params).fetchone()[0])
+
+    def bytes_used(self) -> int:
+        """Logical bytes held: sealed frames plus backlog bodies (what the budget limits)."""
+        return self._count(
+            "SELECT (SELECT coalesce(sum(length(payload)), 0) FROM items)"
+            " + (SELECT coalesce(sum(length(body)), 0) FROM backlog)"
+        )
+
+    def pending(self) -> int:
+        """Everything not yet acknowledged: sealed frames plus backlog rows."""
+        return self._count("SELECT (SELECT count(*) FROM items) + (SELECT count(*) FROM backlog)")
+
+    @property
+    def next_seq(self) -> int:
+        return self._meta("next_seq")
+
+    # --- sealing -----------------------------------------------------------------------------
 
     def _append(self, message: Message, lane: Lane, now_ms: int) -> int:
         seq = self._meta("next_seq")
@@ -123,6 +216,8 @@ class Outbox:
         )
         self._conn.execute("INSERT INTO digests(seq, digest) VALUES (?,?)", (seq, out.digest))
         self._conn.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seq + 1,))
+        if seq - self._meta("checkpoint_from") + 1 >= self._checkpoint_every:
+            self._checkpoint(now_ms)
         return seq
 
     def _checkpoint(self, now_ms: int) -> None:
@@ -143,18 +238,16 @@ class Outbox:
         self._conn.execute("UPDATE meta SET value=? WHERE key='last_checkpoint'", (seq,))
 
     def put(self, message: Message, lane: Lane | None = None) -> int:
-        """Number, seal and store ``message`` durably; return its sequence number.
+        """Number, seal and store ``message`` durably now; return its sequence number.
 
-        If sealing refuses (a ``ProtocolError``, e.g. a clock before 2000 at boot) nothing is
-        written and no number is used.
+        For messages that must never be evicted (urgent, presence, reports). If sealing refuses
+        (a ``ProtocolError``, e.g. a clock before 2000 at boot) nothing is written and no number
+        is used.
         """
         now_ms = self._clock_ms()
-        lane = LANE_OF[type(message)] if lane is None else lane
+        lane = lane_of(message) if lane is None else lane
         with transaction(self._conn, OutboxError, f"store {type(message).__name__}"):
-            seq = self._append(message, lane, now_ms)
-            if seq - self._meta("checkpoint_from") + 1 >= self._checkpoint_every:
-                self._checkpoint(now_ms)
-        return seq
+            return self._append(message, lane, now_ms)
 
     def flush_checkpoint(self) -> None:
         """Sign the frames not yet covered by a checkpoint (at shutdown, or when idle).
@@ -175,8 +268,153 @@ class Outbox:
                 removed += cur.rowcount
         return removed
 
+    # --- the backlog -------------------------------------------------------------------------
+
+    def record_fix(self, fix: Fix) -> None:
+        """Accept a fix durably; it is numbered and sealed when the link has room."""
+        self._record(Backlog.FIX, fix.time_ms, fix.to_wire(), "fixes_accepted")
+
+    def record_snapshot(self, snapshot: Snapshot) -> None:
+        """Accept a snapshot durably; evicted first when the disk budget is exceeded."""
+        self._record(
+            Backlog.SNAPSHOT, snapshot.captured_ms, snapshot.to_wire(), "snapshots_accepted"
+        )
+
+    def _record(self, kind: Backlog, time_ms: int, wire: list[object], counter: str) -> None:
+        body = msgpack.packb(wire, use_bin_type=True)
+        with transaction(self._conn, OutboxError, f"record a {kind.name.lower()}"):
+            self._conn.execute(
+                "INSERT INTO backlog(kind, time_ms, body) VALUES (?,?,?)",
+                (int(kind), time_ms, body),
+            )
+            self._bump(counter, 1)
+        if self.budget_bytes is not None and self.bytes_used() > self.budget_bytes:
+            self._enforce_budget(self.budget_bytes)
+
+    def _enforce_budget(self, budget: int) -> None:
+        """Evict from the backlog in the documented order until within ``budget``."""
+        with transaction(self._conn, OutboxError, "evict for the disk budget"):
+            excess = self.bytes_used() - budget
+            snaps = self._conn.execute(
+                "SELECT id, length(body) FROM backlog WHERE kind=? ORDER BY time_ms, id",
+                (int(Backlog.SNAPSHOT),),
+            ).fetchall()
+            for row_id, size in snaps:
+                if excess <= 0:
+                    break
+                self._conn.execute("DELETE FROM backlog WHERE id=?", (row_id,))
+                self._bump("snapshots_evicted", 1)
+                excess -= size
+            newest = self._conn.execute(
+                "SELECT coalesce(max(time_ms), 0) FROM backlog WHERE kind=?", (int(Backlog.FIX),)
+            ).fetchone()[0]
+            cutoff = newest - budget_rules.KEEP_RECENT_S * 1000
+            for step_s in budget_rules.THINNING_STEPS_S:
+                if excess <= 0:
+                    break
+                excess -= self._delete_fixes(
+                    budget_rules.thin(self._old_fixes(cutoff), step_s * 1000)
+                )
+            if excess > 0:  # last resort: the oldest fixes, newest always kept
+                oldest = self._conn.execute(
+                    "SELECT id, length(body) FROM backlog WHERE kind=? AND time_ms<? "
+                    "ORDER BY time_ms, id",
+                    (int(Backlog.FIX), newest),
+                ).fetchall()
+                doomed: list[int] = []
+                for row_id, size in oldest:
+                    if excess <= 0:
+                        break
+                    doomed.append(row_id)
+                    excess -= size
+                self._delete_fixes(doomed)
+        self._report_evictions()
+
+    def _old_fixes(self, cutoff_ms: int) -> list[tuple[int, int]]:
+        return [
+            (int(i), int(t))
+            for i, t in self._conn.execute(
+                "SELECT id, time_ms FROM backlog WHERE kind=? AND time_ms<?",
+                (int(Backlog.FIX), cutoff_ms),
+            )
+        ]
+
+    def _delete_fixes(self, ids: list[int]) -> int:
+        """Delete backlog fixes by id, count them as thinned; return the bytes freed."""
+        freed = 0
+        for row_id in ids:
+            row = self._conn.execute(
+                "DELETE FROM backlog WHERE id=? RETURNING length(body)", (row_id,)
+            ).fetchone()
+            if row is not None:
+                freed += int(row[0])
+                self._bump("fixes_thinned", 1)
+        return freed
+
+    def _report_evictions(self) -> None:
+        """Seal an Event for each count not yet reported, in the transaction that marks it so."""
+        now_ms = self._clock_ms()
+        for counter, kind in (
+            ("snapshots_evicted", EventKind.SNAPSHOTS_EVICTED),
+            ("fixes_thinned", EventKind.FIXES_THINNED),
+        ):
+            with transaction(self._conn, OutboxError, f"report {counter}"):
+                delta = self._meta(counter) - self._meta(f"{counter}_reported")
+                if delta > 0:
+                    self._append(Event(kind=kind, time_ms=now_ms, value=delta), Lane.LIVE, now_ms)
+                    self._bump(f"{counter}_reported", delta)
+
+    def _seal_from_backlog(self, lane: Lane) -> Item | None:
+        """Number and seal the next backlog row(s) for ``lane``; None when there are none."""
+        now_ms = self._clock_ms()
+        with transaction(self._conn, OutboxError, f"seal {lane.name.lower()} backlog"):
+            if lane is Lane.LIVE:
+                rows = self._conn.execute(
+                    "SELECT id, body FROM backlog WHERE kind=? AND time_ms>? "
+                    "ORDER BY time_ms DESC, id DESC LIMIT 1",
+                    (int(Backlog.FIX), self._meta("live_time_ms")),
+                ).fetchall()
+                if not rows:
+                    return None
+                fix = Fix.from_wire(msgpack.unpackb(rows[0][1]))
+                message: Message = Position(fix=fix)
+                self._conn.execute(
+                    "UPDATE meta SET value=? WHERE key='live_time_ms'", (fix.time_ms,)
+                )
+            elif lane is Lane.BACKFILL:
+                rows = self._conn.execute(
+                    "SELECT id, body FROM backlog WHERE kind=? ORDER BY time_ms, id LIMIT ?",
+                    (int(Backlog.FIX), BATCH_FIXES),
+                ).fetchall()
+                if not rows:
+                    return None
+                message = PositionBatch(
+                    fixes=tuple(Fix.from_wire(msgpack.unpackb(body)) for _, body in rows)
+                )
+            elif lane is Lane.SNAPSHOT:
+                rows = self._conn.execute(
+                    "SELECT id, body FROM backlog WHERE kind=? ORDER BY time_ms, id LIMIT 1",
+                    (int(Backlog.SNAPSHOT),),
+                ).fetchall()
+                if not rows:
+                    return None
+                message = Snapshot.from_wire(msgpack.unpackb(rows[0][1]))
+            else:
+                return None
+            self._conn.executemany("DELETE FROM backlog WHERE id=?", [(r[0],) for r in rows])
+            seq = self._append(message, lane, now_ms)
+            topic, payload = self._conn.execute(
+                "SELECT topic, payload FROM items WHERE seq=?", (seq,)
+            ).fetchone()
+        return Item(seq, lane, topic, payload)
+
     def next_items(self, limit: int, *, exclude: Collection[int] = frozenset()) -> list[Item]:
-        """Up to ``limit`` unacknowledged items by lane priority, skipping ``exclude``."""
+        """Up to ``limit`` frames to send now, by lane priority, skipping ``exclude``.
+
+        In each lane: first sealed frames not yet acknowledged (a resend), then frames sealed
+        now from the backlog. So a reconnect after a day offline sends the urgent frames, then
+        the newest fix, then the day oldest first in batches, then the snapshots.
+        """
         items: list[Item] = []
         for lane in Lane:
             order = "DESC" if lane is Lane.LIVE else "ASC"
@@ -185,17 +423,16 @@ class Outbox:
                 (int(lane),),
             )
             for seq, topic, payload in cursor:
-                if seq in exclude:
-                    continue
-                items.append(Item(seq, lane, topic, payload))
                 if len(items) >= limit:
-                    cursor.close()
-                    return items
+                    break
+                if seq not in exclude:
+                    items.append(Item(seq, lane, topic, payload))
+            cursor.close()
+            while len(items) < limit:
+                item = self._seal_from_backlog(lane)
+                if item is None:
+                    break
+                items.append(item)
+            if len(items) >= limit:
+                break
         return items
-
-    def pending(self) -> int:
-        return int(self._conn.execute("SELECT count(*) FROM items").fetchone()[0])
-
-    @property
-    def next_seq(self) -> int:
-        return self._meta("next_seq")

@@ -123,6 +123,9 @@ class Presence(Message):
     shift_id: str | None = wire(Maybe(IDENT), default=None)
     battery_pct: int | None = wire(Maybe(Int(0, 100)), default=None)
     fix: Fix | None = wire(Maybe(Nested(Fix)), default=None)
+    #: The terminal's clock minus GNSS time, ms, as the agent last measured it (positive: the
+    #: terminal's clock is ahead). None without a GNSS fix to measure against.
+    clock_skew_ms: int | None = wire(Maybe(Int(-(2**40), 2**40)), default=None)
 
     def validate(self) -> None:
         needs_shift = (PresenceKind.CHECK_IN, PresenceKind.CHECK_OUT)

@@ -96,7 +96,8 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent.agent import Agent, AgentSettings
+    from agent.agent import Agent
+    from agent.policy import ReportingPolicy
     from agent.sim_gps import SimulatedWalker
     from provisioning import load_enrolment
 
@@ -113,7 +114,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     source = SimulatedWalker(lat, lon, seed=seed)
     data = args.data or Path("var/agents") / enrolment.identity.device_id
     agent = Agent(
-        enrolment, data, source=source, settings=AgentSettings(report_interval_s=args.interval)
+        enrolment, data, source=source, policy=ReportingPolicy(interval_moving_s=args.interval)
     )
     agent.start()
     print(

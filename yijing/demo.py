@@ -13,7 +13,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.agent import Agent, AgentSettings
+from agent.agent import Agent
+from agent.policy import ReportingPolicy
 from agent.sim_gps import SimulatedWalker
 from provisioning import BrokerAddress, Enrolment, load_enrolment, new_device, write_enrolment
 from server.app import Server, ServerConfig
@@ -84,7 +85,12 @@ async def run_demo(
                 enrolment,
                 agents_dir / enrolment.identity.device_id,
                 source=SimulatedWalker(post.lat, post.lon, radius_m=250, seed=i),
-                settings=AgentSettings(report_interval_s=interval_s, heartbeat_s=30),
+                policy=ReportingPolicy(
+                    interval_moving_s=interval_s,
+                    interval_still_s=max(30.0, interval_s),
+                    min_distance_m=2,
+                    heartbeat_s=30,
+                ),
             )
             agent.start()
             agents.append(agent)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.agent import Agent, AgentSettings
+from agent.agent import Agent
+from agent.policy import ReportingPolicy
 from agent.sim_gps import SimulatedWalker
 from server.web.access import Principal, Role
 from tests.helpers import enrol, wait_until
@@ -52,7 +53,9 @@ def test_officer_sees_terminals_move_on_the_live_map(
                 enrol(server, device, broker),
                 tmp_path / device,
                 source=SimulatedWalker(22.5431, 114.0579, speed_mps=8, seed=i),
-                settings=AgentSettings(report_interval_s=0.3),
+                policy=ReportingPolicy(
+                    interval_moving_s=0.3, interval_still_s=0.3, min_distance_m=0
+                ),
             )
         )
     for agent in agents:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.agent import Agent, AgentSettings
+from agent.agent import Agent
+from agent.policy import ReportingPolicy
 from agent.sim_gps import SimulatedWalker
 from protocol import Position
 from tests.helpers import enrol, wait_until
@@ -32,7 +33,9 @@ def test_every_fix_stored_exactly_once_in_its_device_history(
             tmp_path / device,
             source=walker,
             # No periodic sampling or heartbeats in this test: it enqueues exactly M fixes.
-            settings=AgentSettings(report_interval_s=3600, heartbeat_s=3600, ack_timeout_s=5),
+            policy=ReportingPolicy(
+                interval_moving_s=3600, interval_still_s=3600, heartbeat_s=3600, ack_timeout_s=5
+            ),
         )
         fixes = []
         for k in range(m_fixes):
@@ -92,7 +95,9 @@ def test_embedded_amqtt_broker_carries_the_same_path(tmp_path: Path, server_fact
                 enrol(server, device, broker),
                 tmp_path / device,
                 source=walker,
-                settings=AgentSettings(report_interval_s=3600, heartbeat_s=3600, ack_timeout_s=3),
+                policy=ReportingPolicy(
+                    interval_moving_s=3600, interval_still_s=3600, heartbeat_s=3600, ack_timeout_s=3
+                ),
             )
             for k in range(40):
                 agent.outbox.put(Position(fix=walker.read(1_763_900_000_000 + k * 1000)))

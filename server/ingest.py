@@ -36,7 +36,12 @@ from yijing.mqtt import LinkError
 
 from .errors import StoreError
 from .keyring import StoreKeyRing
-from .store import IncomingFrame, Outcome, Store
+from .store import FixFlag, IncomingFrame, Outcome, Store
+
+#: How far ahead of the server's clock a timestamp may be before it is not believed: clocks
+#: of phones and terminals synced by NTP or GNSS agree to well under a second; this allows
+#: for a terminal whose clock is set by hand.
+FUTURE_TOLERANCE_MS = 120_000
 
 
 @dataclass
@@ -49,6 +54,8 @@ class IngestStats:
     acks_sent: int = 0
     ack_failures: int = 0
     batches: int = 0
+    #: Fixes whose time was ahead of the server's clock, per device (stored, flagged).
+    future_fixes: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +222,10 @@ class Ingest:
         env = v.envelope
         message = env.message
         fixes = _fixes(message)
+        horizon = received_ms + FUTURE_TOLERANCE_MS
+        flags = tuple(FixFlag.FUTURE_TIME if f.time_ms > horizon else 0 for f in fixes)
+        if any(flags):
+            self.stats.future_fixes[env.party] += sum(1 for x in flags if x)
         checkpoint = (
             (message.first_seq, message.last_seq) if isinstance(message, Checkpoint) else None
         )
@@ -228,6 +239,7 @@ class Ingest:
             payload=v.payload,
             digest=v.digest,
             fixes=fixes,
+            fix_flags=tuple(int(x) for x in flags),
             checkpoint_range=checkpoint,
         )
 

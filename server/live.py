@@ -15,7 +15,7 @@ from typing import Any
 from protocol import Fix, Position, PositionBatch, Presence, PresenceKind
 from protocol.messages import Message
 
-from .ingest import Accepted
+from .ingest import FUTURE_TOLERANCE_MS, Accepted
 from .store import Store
 
 
@@ -27,6 +27,7 @@ class TerminalState:
     last_seen_ms: int = 0
     online: bool = False
     battery_pct: int | None = None
+    clock_skew_ms: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -34,6 +35,7 @@ class TerminalState:
             "online": self.online,
             "last_seen_ms": self.last_seen_ms,
             "battery_pct": self.battery_pct,
+            "clock_skew_ms": self.clock_skew_ms,
         }
         if self.fix is not None:
             f = self.fix
@@ -137,11 +139,22 @@ class LiveState:
                 else:
                     state.online = True
                     state.last_seen_ms = max(state.last_seen_ms, item.received_ms)
-                if isinstance(message, Presence) and message.battery_pct is not None:
-                    state.battery_pct = message.battery_pct
+                if isinstance(message, Presence):
+                    if message.battery_pct is not None:
+                        state.battery_pct = message.battery_pct
+                    if message.clock_skew_ms is not None:
+                        state.clock_skew_ms = message.clock_skew_ms
                 fix = _newest_fix(message)
-                # Late backfill must not move the marker back in time.
-                if fix is not None and (state.fix is None or fix.time_ms >= state.fix.time_ms):
+                # Late backfill must not move the marker back in time, and a fix from the
+                # future (a wrong clock, a GPS week rollover) must not freeze it there.
+                believable = (
+                    fix is not None and fix.time_ms <= item.received_ms + FUTURE_TOLERANCE_MS
+                )
+                if (
+                    fix is not None
+                    and believable
+                    and (state.fix is None or fix.time_ms >= state.fix.time_ms)
+                ):
                     state.fix, state.fix_seq = fix, item.seq
                 changed[item.device_id] = state
             docs = [s.to_json() for s in changed.values()]

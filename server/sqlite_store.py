@@ -70,7 +70,11 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.table("checkpoints").create_index(["device_id", "last_seq"])
 
 
-MIGRATIONS = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    db.table("positions").add_column("flags", int, not_null_default=0)
+
+
+MIGRATIONS = [_v1, _v2]
 
 _POSITION_COLUMNS = (
     "time_ms, lat, lon, accuracy_m, speed_mps, course_deg, alt_m, satellites, source"
@@ -195,8 +199,8 @@ class SqliteStore:
             return Outcome.DUPLICATE if row and row[0] == f.digest else Outcome.CONFLICT
         if f.fixes:
             self._conn.executemany(
-                f"INSERT INTO positions(device_id, seq, idx, {_POSITION_COLUMNS}, received_ms) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO positions(device_id, seq, idx, {_POSITION_COLUMNS}, received_ms, "
+                "flags) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         f.device_id,
@@ -212,6 +216,7 @@ class SqliteStore:
                         x.satellites,
                         x.source.value,
                         f.received_ms,
+                        f.fix_flags[i] if f.fix_flags else 0,
                     )
                     for i, x in enumerate(f.fixes)
                 ],
@@ -232,18 +237,18 @@ class SqliteStore:
         limit: int = 10_000,
     ) -> list[TrackPoint]:
         rows = self._read(
-            f"SELECT seq, {_POSITION_COLUMNS}, received_ms FROM positions WHERE device_id=? "
-            "AND time_ms>=? AND time_ms<=? ORDER BY time_ms, seq, idx LIMIT ?",
+            f"SELECT seq, {_POSITION_COLUMNS}, received_ms, flags FROM positions "
+            "WHERE device_id=? AND time_ms>=? AND time_ms<=? ORDER BY time_ms, seq, idx LIMIT ?",
             (device_id, since_ms or 0, until_ms or 2**62, limit),
         )
-        return [TrackPoint(int(r[0]), _fix(r[1:10]), int(r[10])) for r in rows]
+        return [TrackPoint(int(r[0]), _fix(r[1:10]), int(r[10]), int(r[11])) for r in rows]
 
     def latest_fixes(self) -> dict[str, TrackPoint]:
         # The newest fix per device by fix time; ties broken by the later sequence number.
         rows = self._read(
             f"SELECT device_id, seq, {_POSITION_COLUMNS}, received_ms FROM ("
             f" SELECT *, row_number() OVER (PARTITION BY device_id ORDER BY time_ms DESC,"
-            f" seq DESC, idx DESC) AS rn FROM positions) WHERE rn=1"
+            f" seq DESC, idx DESC) AS rn FROM positions WHERE flags=0) WHERE rn=1"
         )
         return {str(r[0]): TrackPoint(int(r[1]), _fix(r[2:11]), int(r[11])) for r in rows}
 

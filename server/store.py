@@ -47,7 +47,16 @@ class IncomingFrame:
     payload: bytes
     digest: bytes
     fixes: tuple[Fix, ...] = ()
+    #: One ``FixFlag`` bit set per fix, parallel to ``fixes`` (empty: all zero).
+    fix_flags: tuple[int, ...] = ()
     checkpoint_range: tuple[int, int] | None = None
+
+
+class FixFlag(enum.IntFlag):
+    """Why a stored fix is not taken at face value. Flagged fixes are kept (audit) and shown,
+    never silently dropped; they do not move a terminal's live marker."""
+
+    FUTURE_TIME = 1  # its time is ahead of the server's clock at receipt (beyond tolerance)
 
 
 class Outcome(enum.Enum):
@@ -61,6 +70,7 @@ class TrackPoint:
     seq: int
     fix: Fix
     received_ms: int
+    flags: int = 0
 
 
 class Store(Protocol):
@@ -92,7 +102,7 @@ class Store(Protocol):
         ...
 
     def latest_fixes(self) -> dict[str, TrackPoint]:
-        """The newest fix (by fix time) of every device that has one."""
+        """The newest unflagged fix (by fix time) of every device that has one."""
         ...
 
     def frame(self, device_id: str, seq: int) -> bytes | None: ...

@@ -135,6 +135,7 @@ async def track(request: web.Request) -> web.StreamResponse:
                     "lon": p.fix.lon,
                     "accuracy_m": p.fix.accuracy_m,
                     "speed_mps": p.fix.speed_mps,
+                    "flags": p.flags,
                 }
                 for p in points
             ],
@@ -157,6 +158,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
             "acks_sent": s.acks_sent,
             "batches": s.batches,
             "rejected": rejected,
+            "future_fixes": dict(s.future_fixes),
             "watchers": request.app[HUB].watchers,
         }
     )

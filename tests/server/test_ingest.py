@@ -23,11 +23,11 @@ from protocol import (
     prove,
 )
 from server.errors import StoreError
-from server.ingest import Accepted, Ingest
+from server.ingest import FUTURE_TOLERANCE_MS, Accepted, Ingest
 from server.keyring import StoreKeyRing
 from server.live import Hub, LiveState
 from server.sqlite_store import SqliteStore
-from server.store import DeviceKey, IncomingFrame, Outcome
+from server.store import DeviceKey, FixFlag, IncomingFrame, Outcome
 from tests.helpers import wait_until
 from yijing.mqtt import NotConnected
 
@@ -464,3 +464,36 @@ def test_submit_and_thread_end_to_end_without_a_broker(harness: Harness, alice: 
         for seq in range(first, last + 1)
     }
     assert covered == set(range(1, 21))
+
+
+# --- timestamps from the future -------------------------------------------------------------------
+
+
+def test_a_fix_from_the_future_is_stored_flagged_and_counted(
+    harness: Harness, alice: Terminal
+) -> None:
+    """A receiver past a GPS week rollover, or a hand-set clock: kept, shown, not believed."""
+    received = T0 + 500
+    honest = Position(fix=fix(T0))
+    ahead = Position(fix=fix(received + FUTURE_TOLERANCE_MS + 1, lat=22.6))
+    harness.process(alice.frame(honest, 1), alice.frame(ahead, 2), received_ms=received)
+    points = harness.store.track("alice", since_ms=0, until_ms=2**62)
+    assert [(p.seq, p.flags) for p in points] == [(1, 0), (2, FixFlag.FUTURE_TIME)]
+    assert harness.ingest.stats.future_fixes == {"alice": 1}
+    # Both frames are acknowledged: the terminal must not resend what is stored.
+    assert [a.ranges for a in harness.acks(alice)] == [((1, 2),)]
+    # The live marker and the restart state keep the believable fix.
+    assert harness.store.latest_fixes()["alice"].seq == 1
+    live = LiveState(Hub())
+    for batch in harness.accepted:
+        live.apply(batch)
+    [state] = live.snapshot()
+    assert state["fix"]["lat"] == 22.5431
+
+
+def test_a_fix_just_inside_the_tolerance_is_believed(harness: Harness, alice: Terminal) -> None:
+    received = T0 + 500
+    near = Position(fix=fix(received + FUTURE_TOLERANCE_MS))
+    harness.process(alice.frame(near, 1), received_ms=received)
+    [point] = harness.store.track("alice", since_ms=0, until_ms=2**62)
+    assert point.flags == 0 and not harness.ingest.stats.future_fixes

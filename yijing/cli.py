@@ -14,8 +14,6 @@ from pathlib import Path
 EXAMPLES = {
     "server": "example:\n  yijing server --data ./var/server --port 8080\n"
     "  yijing server --broker mqtt://10.0.0.5:1883 --host 0.0.0.0",
-    "agent": "example:\n  yijing agent --enrolment ft-0001.json --data ./var/agent "
-    "--simulate 22.5431,114.0579",
     "demo": "example:\n  yijing demo --terminals 30 --port 8080",
     "provision": "example:\n  yijing provision device ft-0042 --units futian-s1 "
     "--broker mqtt://10.0.0.5:1883 --out ft-0042.json\n"
@@ -96,44 +94,9 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent.agent import Agent
-    from agent.policy import ReportingPolicy
-    from agent.sim_gps import SimulatedWalker
-    from provisioning import load_enrolment
+    from agent.cli import run
 
-    enrolment = load_enrolment(args.enrolment)
-    if args.simulate is None:
-        print(
-            "yijing agent: a position source is required; use --simulate LAT,LON "
-            "(gpsd and NMEA serial sources come with the GPS work)",
-            file=sys.stderr,
-        )
-        return 2
-    lat, lon = args.simulate
-    seed = sum(enrolment.identity.device_id.encode())  # stable across runs, unlike hash()
-    source = SimulatedWalker(lat, lon, seed=seed)
-    data = args.data or Path("var/agents") / enrolment.identity.device_id
-    agent = Agent(
-        enrolment, data, source=source, policy=ReportingPolicy(interval_moving_s=args.interval)
-    )
-    agent.start()
-    print(
-        f"agent {agent.device_id}: outbox {data}/outbox.db, broker "
-        f"{enrolment.broker.host}:{enrolment.broker.port}",
-        flush=True,
-    )
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stop:
-        time.sleep(0.2)
-    agent.stop()
-    return 0
+    return run(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -232,23 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_server)
 
+    from agent.cli import EXAMPLE as AGENT_EXAMPLE
+    from agent.cli import add_arguments as add_agent_arguments
+
     p = sub.add_parser(
         "agent",
         help="run the edge agent for one enrolled terminal",
-        epilog=EXAMPLES["agent"],
+        epilog=AGENT_EXAMPLE,
         formatter_class=fmt,
     )
-    p.add_argument("--enrolment", type=Path, required=True, help="enrolment bundle (JSON)")
-    p.add_argument("--data", type=Path, default=None, help="outbox folder (default: var/agents/ID)")
-    p.add_argument(
-        "--simulate",
-        type=_latlon,
-        metavar="LAT,LON",
-        help="simulate a volunteer walking around this point",
-    )
-    p.add_argument(
-        "--interval", type=_positive, default=5.0, help="seconds between fixes (default: 5)"
-    )
+    add_agent_arguments(p)
     p.set_defaults(func=cmd_agent)
 
     p = sub.add_parser(
@@ -300,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from agent.errors import AgentError
     from provisioning import ProvisioningError
     from server.errors import ServerError
     from yijing.broker import BrokerError
@@ -311,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except (ProvisioningError, ServerError, BrokerError) as exc:
+    except (ProvisioningError, ServerError, BrokerError, AgentError) as exc:
         print(f"yijing {args.command}: {exc}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,151 @@
+"""The agent's configuration: a TOML file, overridden by command-line options.
+
+Every key is optional; errors name the file, the key and what is wrong. Example
+(``docs/agent.example.toml`` holds the same, commented)::
+
+    enrolment = "/etc/yijing/ft-0042.json"   # the bundle from `yijing provision device`
+    data = "/var/lib/yijing/agent"           # where the outbox lives
+
+    [source]
+    kind = "gpsd"                 # gpsd | nmea | simulate
+    gpsd = "127.0.0.1:2947"
+    nmea_port = "/dev/ttyUSB0"    # or a pyserial URL
+    nmea_baud = 9600
+    simulate = [22.5431, 114.0579]
+
+    [policy]
+    interval_moving_s = 5
+    interval_still_s = 60
+    min_distance_m = 10
+    moving_speed_mps = 0.5
+    heartbeat_s = 60
+    ack_timeout_s = 20
+    disk_budget_mb = 64
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AgentError
+from .policy import ReportingPolicy
+
+SOURCE_KINDS = ("gpsd", "nmea", "simulate")
+
+
+class ConfigError(AgentError):
+    """A configuration the agent cannot use; the message names the key."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceConfig:
+    kind: str = "gpsd"
+    gpsd: str = "127.0.0.1:2947"
+    nmea_port: str = "/dev/ttyUSB0"
+    nmea_baud: int = 9600
+    simulate: tuple[float, float] = (22.5431, 114.0579)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    enrolment: Path | None = None
+    data: Path | None = None
+    source: SourceConfig = field(default_factory=SourceConfig)
+    policy: ReportingPolicy = field(default_factory=ReportingPolicy)
+
+
+def _number(where: str, key: str, value: object, *, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: {key}: expected a number, got {type(value).__name__}")
+    if integer and not isinstance(value, int):
+        raise ConfigError(f"{where}: {key}: expected a whole number, got {value}")
+    return value
+
+
+def parse_hostport(text: str, *, where: str = "gpsd") -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{where}: expected HOST:PORT (e.g. 127.0.0.1:2947), got {text!r}")
+    return host, int(port_text)
+
+
+def _source(where: str, doc: dict[str, Any]) -> SourceConfig:
+    known = {f.name for f in dataclasses.fields(SourceConfig)}
+    for key in doc:
+        if key not in known:
+            raise ConfigError(
+                f"{where}: source.{key}: unknown key (known: {', '.join(sorted(known))})"
+            )
+    values: dict[str, Any] = {}
+    if "kind" in doc:
+        if doc["kind"] not in SOURCE_KINDS:
+            raise ConfigError(f"{where}: source.kind: {doc['kind']!r} is not one of {SOURCE_KINDS}")
+        values["kind"] = doc["kind"]
+    if "gpsd" in doc:
+        parse_hostport(str(doc["gpsd"]), where=f"{where}: source.gpsd")
+        values["gpsd"] = str(doc["gpsd"])
+    if "nmea_port" in doc:
+        if not isinstance(doc["nmea_port"], str) or not doc["nmea_port"]:
+            raise ConfigError(f"{where}: source.nmea_port: expected a device path or URL")
+        values["nmea_port"] = doc["nmea_port"]
+    if "nmea_baud" in doc:
+        values["nmea_baud"] = int(
+            _number(where, "source.nmea_baud", doc["nmea_baud"], integer=True)
+        )
+    if "simulate" in doc:
+        point = doc["simulate"]
+        if not isinstance(point, list) or len(point) != 2:
+            raise ConfigError(f"{where}: source.simulate: expected [LAT, LON]")
+        lat = _number(where, "source.simulate[0]", point[0])
+        lon = _number(where, "source.simulate[1]", point[1])
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ConfigError(f"{where}: source.simulate: {point} is not a position")
+        values["simulate"] = (float(lat), float(lon))
+    return SourceConfig(**values)
+
+
+def _policy(where: str, doc: dict[str, Any]) -> ReportingPolicy:
+    known = {f.name for f in dataclasses.fields(ReportingPolicy)}
+    values: dict[str, float] = {}
+    for key, value in doc.items():
+        if key not in known:
+            raise ConfigError(
+                f"{where}: policy.{key}: unknown key (known: {', '.join(sorted(known))})"
+            )
+        values[key] = float(_number(where, f"policy.{key}", value))
+    try:
+        return ReportingPolicy(**values)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: policy: {exc}") from None
+
+
+def load_config(path: Path | None) -> AgentConfig:
+    if path is None:
+        return AgentConfig()
+    where = str(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot be read ({exc.strerror})") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: not TOML ({exc})") from None
+    known = {"enrolment", "data", "source", "policy"}
+    for key in doc:
+        if key not in known:
+            raise ConfigError(f"{where}: {key}: unknown key (known: {', '.join(sorted(known))})")
+    for key in ("enrolment", "data"):
+        if key in doc and not isinstance(doc[key], str):
+            raise ConfigError(f"{where}: {key}: expected a path")
+    for key in ("source", "policy"):
+        if key in doc and not isinstance(doc[key], dict):
+            raise ConfigError(f"{where}: {key}: expected a table [{key}]")
+    return AgentConfig(
+        enrolment=Path(doc["enrolment"]) if "enrolment" in doc else None,
+        data=Path(doc["data"]) if "data" in doc else None,
+        source=_source(where, doc.get("source", {})),
+        policy=_policy(where, doc.get("policy", {})),
+    )

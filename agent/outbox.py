@@ -137,6 +137,9 @@ def _v2(db: sqlite_utils.Database) -> None:
             {"key": "snapshots_evicted_reported", "value": 0},
             # Fix time of the newest fix sealed as the live Position.
             {"key": "live_time_ms", "value": 0},
+            # Logical bytes held (frame payloads + backlog bodies), kept in the same
+            # transactions that change them so the budget check costs one lookup.
+            {"key": "bytes_used", "value": 0},
         ]
     )
 
@@ -192,10 +195,7 @@ class Outbox:
 
     def bytes_used(self) -> int:
         """Logical bytes held: sealed frames plus backlog bodies (what the budget limits)."""
-        return self._count(
-            "SELECT (SELECT coalesce(sum(length(payload)), 0) FROM items)"
-            " + (SELECT coalesce(sum(length(body)), 0) FROM backlog)"
-        )
+        return self._meta("bytes_used")
 
     def pending(self) -> int:
         """Everything not yet acknowledged: sealed frames plus backlog rows."""
@@ -216,6 +216,7 @@ class Outbox:
         )
         self._conn.execute("INSERT INTO digests(seq, digest) VALUES (?,?)", (seq, out.digest))
         self._conn.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seq + 1,))
+        self._bump("bytes_used", len(out.payload))
         if seq - self._meta("checkpoint_from") + 1 >= self._checkpoint_every:
             self._checkpoint(now_ms)
         return seq
@@ -262,10 +263,12 @@ class Outbox:
         removed = 0
         with transaction(self._conn, OutboxError, "apply an ack"):
             for first, last in ack.ranges:
-                cur = self._conn.execute(
-                    "DELETE FROM items WHERE seq BETWEEN ? AND ?", (first, last)
-                )
-                removed += cur.rowcount
+                sizes = self._conn.execute(
+                    "DELETE FROM items WHERE seq BETWEEN ? AND ? RETURNING length(payload)",
+                    (first, last),
+                ).fetchall()
+                removed += len(sizes)
+                self._bump("bytes_used", -sum(size for (size,) in sizes))
         return removed
 
     # --- the backlog -------------------------------------------------------------------------
@@ -288,6 +291,7 @@ class Outbox:
                 (int(kind), time_ms, body),
             )
             self._bump(counter, 1)
+            self._bump("bytes_used", len(body))
         if self.budget_bytes is not None and self.bytes_used() > self.budget_bytes:
             self._enforce_budget(self.budget_bytes)
 
@@ -304,6 +308,7 @@ class Outbox:
                     break
                 self._conn.execute("DELETE FROM backlog WHERE id=?", (row_id,))
                 self._bump("snapshots_evicted", 1)
+                self._bump("bytes_used", -size)
                 excess -= size
             newest = self._conn.execute(
                 "SELECT coalesce(max(time_ms), 0) FROM backlog WHERE kind=?", (int(Backlog.FIX),)
@@ -349,6 +354,7 @@ class Outbox:
             if row is not None:
                 freed += int(row[0])
                 self._bump("fixes_thinned", 1)
+        self._bump("bytes_used", -freed)
         return freed
 
     def _report_evictions(self) -> None:
@@ -402,6 +408,7 @@ class Outbox:
             else:
                 return None
             self._conn.executemany("DELETE FROM backlog WHERE id=?", [(r[0],) for r in rows])
+            self._bump("bytes_used", -sum(len(body) for _, body in rows))
             seq = self._append(message, lane, now_ms)
             topic, payload = self._conn.execute(
                 "SELECT topic, payload FROM items WHERE seq=?", (seq,)

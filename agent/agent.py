@@ -140,7 +140,7 @@ class Agent:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self.link.stop()
+        self.link.stop(with_will=True)  # the station sees "offline" at once, not at a timeout
         self.outbox.close()
 
     def run(self) -> None:

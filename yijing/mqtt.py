@@ -30,6 +30,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 
 class LinkError(Exception):
@@ -125,6 +126,8 @@ class MqttLink:
         self._keepalive = keepalive
         self._session_expiry_s = session_expiry_s
         self._stop = threading.Event()
+        self._stop_with_will = False
+        self._will = will
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected_at = 0.0
@@ -166,8 +169,15 @@ class MqttLink:
         )
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Disconnect cleanly (no will is sent) and end the thread."""
+    def stop(self, timeout: float = 5.0, *, with_will: bool = False) -> None:
+        """Disconnect and end the thread.
+
+        A normal disconnect suppresses the will. ``with_will`` asks for it anyway, so an orderly
+        shutdown tells subscribers "offline" just as a crash would: MQTT 5 DISCONNECT reason
+        code 0x04 "Disconnect with Will Message" (§3.14.2.1); on MQTT 3.1.1, which has no such
+        code, the will is published by hand before disconnecting.
+        """
+        self._stop_with_will = with_will
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -251,9 +261,20 @@ class MqttLink:
             # MQTT 5 §3.14: a normal DISCONNECT, so the broker does not publish our will.
             # paho writes the packet at once when called outside its callbacks.
             with contextlib.suppress(OSError, ValueError):
-                self._client.disconnect()
+                self._client.disconnect(reasoncode=self._disconnect_reason())
             if self._connected.is_set():
                 self._mark_down()
+
+    def _disconnect_reason(self) -> ReasonCode | None:
+        if not (self._stop_with_will and self._will is not None):
+            return None
+        if self.v5:
+            return ReasonCode(PacketTypes.DISCONNECT, identifier=0x04)
+        info = self._client.publish(self._will.topic, self._will.payload, qos=self._will.qos)
+        for _ in range(20):  # let the PUBACK come back before the socket closes
+            if info.is_published() or self._client.loop(timeout=0.05) != paho.MQTT_ERR_SUCCESS:
+                break
+        return None
 
     def _mark_down(self) -> None:
         self._connected.clear()

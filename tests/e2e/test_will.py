@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from provisioning import write_enrolment
-from yijing.broker import LocalBroker
-
 from tests.helpers import enrol, wait_until
+from yijing.broker import LocalBroker
 
 pytestmark = pytest.mark.e2e
 

@@ -244,20 +244,23 @@ class Agent:
         if room <= 0:
             return
         connection = self.link.connects
+        # Lazily: each frame goes on the wire as soon as it is sealed, so after a day offline
+        # the newest fix is not kept waiting while the rest of the window is sealed.
+        items = self.outbox.iter_items(room, exclude=set(self._inflight))
         try:
-            items = self.outbox.next_items(room, exclude=self._inflight.keys())
+            for item in items:
+                try:
+                    self.link.publish(item.topic, item.payload, qos=1)
+                except NotConnected:
+                    return  # what was sealed stays in the outbox, to go out on reconnect
+                self._inflight[item.seq] = (now, connection)
+                self.stats.published += 1
+                if item.seq in late:
+                    self.stats.resent += 1
         except (ProtocolError, OutboxError) as exc:
             self._log_once(f"pump:{type(exc).__name__}", "cannot prepare frames: %s", exc)
-            return
-        for item in items:
-            try:
-                self.link.publish(item.topic, item.payload, qos=1)
-            except NotConnected:
-                return
-            self._inflight[item.seq] = (now, connection)
-            self.stats.published += 1
-            if item.seq in late:
-                self.stats.resent += 1
+        finally:
+            items.close()
 
     def _drain_inbox(self, timeout: float) -> None:
         try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -416,30 +416,45 @@ class Outbox:
         return Item(seq, lane, topic, payload)
 
     def next_items(self, limit: int, *, exclude: Collection[int] = frozenset()) -> list[Item]:
+        """``iter_items`` as a list."""
+        return list(self.iter_items(limit, exclude=exclude))
+
+    def iter_items(
+        self, limit: int, *, exclude: Collection[int] = frozenset()
+    ) -> Generator[Item, None, None]:
         """Up to ``limit`` frames to send now, by lane priority, skipping ``exclude``.
 
         In each lane: first sealed frames not yet acknowledged (a resend), then frames sealed
         now from the backlog. So a reconnect after a day offline sends the urgent frames, then
-        the newest fix, then the day oldest first in batches, then the snapshots.
+        the newest fix, then the day oldest first in batches, then the snapshots. Lazy: each
+        frame is sealed (one synced transaction) only when the caller asks for it, so the
+        first can be on the wire before the rest of the window is sealed.
         """
-        items: list[Item] = []
+        # Counts evicted but never reported (the process died between an eviction's commit and
+        # its report, or sealing the report was refused): report them now, or never.
+        if self._count(
+            "SELECT count(*) FROM meta a JOIN meta b ON b.key = a.key || '_reported' "
+            "WHERE a.key IN ('snapshots_evicted', 'fixes_thinned') AND a.value > b.value"
+        ):
+            self._report_evictions()
+        given = 0
         for lane in Lane:
             order = "DESC" if lane is Lane.LIVE else "ASC"
-            cursor = self._conn.execute(
+            sealed = self._conn.execute(
                 f"SELECT seq, topic, payload FROM items WHERE lane=? ORDER BY seq {order}",
                 (int(lane),),
-            )
-            for seq, topic, payload in cursor:
-                if len(items) >= limit:
-                    break
+            ).fetchall()
+            for seq, topic, payload in sealed:
+                if given >= limit:
+                    return
                 if seq not in exclude:
-                    items.append(Item(seq, lane, topic, payload))
-            cursor.close()
-            while len(items) < limit:
+                    given += 1
+                    yield Item(seq, lane, topic, payload)
+            while given < limit:
                 item = self._seal_from_backlog(lane)
                 if item is None:
                     break
-                items.append(item)
-            if len(items) >= limit:
-                break
-        return items
+                given += 1
+                yield item
+            if given >= limit:
+                return

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -140,7 +143,9 @@ class Server:
             else topics.UPLINK_FILTER
         )
         self.link = MqttLink(
-            client_id=f"yijing-server-{int(self._clock())}",
+            # Unique per process: several servers share one broker (shared subscriptions), and
+            # a repeated client id would make the broker drop the other (MQTT 5 §3.1.4).
+            client_id=f"yijing-server-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
             host=address.host,
             port=address.port,
             protocol=address.protocol,

@@ -155,7 +155,10 @@ class Agent:
                 self._guarded(self.heartbeat)
                 self._next_heartbeat = now + self.policy.heartbeat_s
             self.pump()
-            wait = max(0.0, min(next_sample, self._next_heartbeat) - self._clock())
+            # A heartbeat due while the link is down waits for the link ("up" in the inbox
+            # wakes this loop); counting it here would make the wait 0 and spin a core.
+            due = min(next_sample, self._next_heartbeat) if self.link.connected else next_sample
+            wait = max(0.0, due - self._clock())
             self._drain_inbox(min(wait, 0.2))
         self.outbox.flush_checkpoint()
         self.pump()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import signal
@@ -55,6 +54,8 @@ def _positive(text: str) -> float:
 
 
 def _run_until_signal(coro_factory) -> int:  # type: ignore[no-untyped-def]
+    import asyncio  # here, not at the top: `yijing agent` never needs it
+
     async def main() -> None:
         task = asyncio.ensure_future(coro_factory())
         loop = asyncio.get_running_loop()
@@ -68,6 +69,8 @@ def _run_until_signal(coro_factory) -> int:  # type: ignore[no-untyped-def]
 
 
 def cmd_server(args: argparse.Namespace) -> int:
+    import asyncio
+
     from server.app import Server, ServerConfig
 
     async def serve() -> None:
@@ -258,17 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from agent.errors import AgentError
     from provisioning import ProvisioningError
-    from server.errors import ServerError
-    from yijing.broker import BrokerError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    expected: tuple[type[Exception], ...] = (ProvisioningError, AgentError)
+    if args.command != "agent":  # the agent process never loads server or broker code
+        from server.errors import ServerError
+        from yijing.broker import BrokerError
+
+        expected += (ServerError, BrokerError)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         return int(args.func(args))
-    except (ProvisioningError, ServerError, BrokerError, AgentError) as exc:
+    except expected as exc:
         print(f"yijing {args.command}: {exc}", file=sys.stderr)
         return 1
 

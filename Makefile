@@ -31,6 +31,7 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/protocol_bench.py
+	$(BIN)/python bench/agent_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
-import sqlite_utils
 
 from protocol import (
     CHECKPOINT_EVERY,
@@ -102,45 +101,56 @@ class Item:
     payload: bytes
 
 
-def _v1(db: sqlite_utils.Database) -> None:
-    db.table("meta").create({"key": str, "value": int}, pk="key")
-    db.table("meta").insert_all(
-        [
-            {"key": "next_seq", "value": 1},
-            {"key": "checkpoint_from", "value": 1},  # first seq not yet in a checkpoint
-            {"key": "last_checkpoint", "value": 0},  # seq of the newest checkpoint frame
-        ]
-    )
-    db.table("items").create(
-        {"seq": int, "lane": int, "created_ms": int, "topic": str, "payload": bytes},
-        pk="seq",
-    )
-    db.table("items").create_index(["lane", "seq"])
-    db.table("digests").create({"seq": int, "digest": bytes}, pk="seq")
+def _execute_script(conn: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script`` inside the caller's transaction.
+
+    Not ``executescript``: it COMMITs a pending transaction first (Python 3.11), which would
+    split a migration from its ``user_version`` bump.
+    """
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    for statement in " ".join(lines).split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
-def _v2(db: sqlite_utils.Database) -> None:
+def _v1(conn: sqlite3.Connection) -> None:
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);
+        INSERT INTO meta (key, value) VALUES
+            ('next_seq', 1),
+            ('checkpoint_from', 1),  -- first seq not yet in a checkpoint
+            ('last_checkpoint', 0);  -- seq of the newest checkpoint frame
+        CREATE TABLE items (
+            seq INTEGER PRIMARY KEY, lane INTEGER, created_ms INTEGER, topic TEXT, payload BLOB
+        );
+        CREATE INDEX idx_items_lane_seq ON items (lane, seq);
+        CREATE TABLE digests (seq INTEGER PRIMARY KEY, digest BLOB);
+        """,
+    )
+
+
+def _v2(conn: sqlite3.Connection) -> None:
     # kind: Backlog; time_ms: the fix's (or capture's) time, for ordering and thinning;
     # body: the Fix or Snapshot in its wire form (msgpack).
-    db.table("backlog").create({"id": int, "kind": int, "time_ms": int, "body": bytes}, pk="id")
-    db.table("backlog").create_index(["kind", "time_ms"])
-    db.table("meta").insert_all(
-        [
-            # Durable counters: what was accepted, and what the disk budget took. The server
-            # must end up with (accepted - evicted) of each, which the fault tests check.
-            {"key": "fixes_accepted", "value": 0},
-            {"key": "fixes_thinned", "value": 0},
-            {"key": "snapshots_accepted", "value": 0},
-            {"key": "snapshots_evicted", "value": 0},
-            # How much of the eviction counts has been reported to the server in Events.
-            {"key": "fixes_thinned_reported", "value": 0},
-            {"key": "snapshots_evicted_reported", "value": 0},
-            # Fix time of the newest fix sealed as the live Position.
-            {"key": "live_time_ms", "value": 0},
-            # Logical bytes held (frame payloads + backlog bodies), kept in the same
-            # transactions that change them so the budget check costs one lookup.
-            {"key": "bytes_used", "value": 0},
-        ]
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE backlog (id INTEGER PRIMARY KEY, kind INTEGER, time_ms INTEGER, body BLOB);
+        CREATE INDEX idx_backlog_kind_time_ms ON backlog (kind, time_ms);
+        -- Durable counters: what was accepted, and what the disk budget took. The server must
+        -- end up with (accepted - evicted) of each, which the fault tests check. *_reported:
+        -- how much of each eviction count has gone to the server in Events. live_time_ms: the
+        -- fix time of the newest fix sealed as the live Position. bytes_used: logical bytes
+        -- held (frame payloads + backlog bodies), kept in the same transactions that change
+        -- them so the budget check costs one lookup.
+        INSERT INTO meta (key, value) VALUES
+            ('fixes_accepted', 0), ('fixes_thinned', 0),
+            ('snapshots_accepted', 0), ('snapshots_evicted', 0),
+            ('fixes_thinned_reported', 0), ('snapshots_evicted_reported', 0),
+            ('live_time_ms', 0), ('bytes_used', 0);
+        """,
     )
 
 
@@ -162,11 +172,10 @@ class Outbox:
         self._checkpoint_every = checkpoint_every
         self.budget_bytes = budget_bytes
         try:
-            self._db = open_database(path, synchronous="FULL")
-            migrate(self._db, MIGRATIONS)
+            self._conn = open_database(path, synchronous="FULL")
+            migrate(self._conn, MIGRATIONS)
         except (sqlite3.Error, SchemaError) as exc:
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
-        self._conn = self._db.conn
         self.path = path
 
     def close(self) -> None:

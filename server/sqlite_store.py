@@ -23,7 +23,8 @@ from .errors import StoreError
 from .store import Device, DeviceKey, IncomingFrame, Outcome, TrackPoint
 
 
-def _v1(db: sqlite_utils.Database) -> None:
+def _v1(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
     db.table("devices").create(
         {"device_id": str, "label": str, "units": str, "created_ms": int}, pk="device_id"
     )
@@ -70,7 +71,8 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.table("checkpoints").create_index(["device_id", "last_seq"])
 
 
-def _v2(db: sqlite_utils.Database) -> None:
+def _v2(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
     db.table("positions").add_column("flags", int, not_null_default=0)
 
 
@@ -99,11 +101,10 @@ def _fix(row: Sequence[Any]) -> Fix:
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         try:
-            self._db = open_database(path, synchronous="FULL")
-            migrate(self._db, MIGRATIONS)
+            self._conn = open_database(path, synchronous="FULL")
+            migrate(self._conn, MIGRATIONS)
         except (sqlite3.Error, SchemaError) as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
-        self._conn = self._db.conn
         # One connection shared by ingest (writer) and web (readers): SQLite serialises anyway,
         # and the lock keeps a reader from interleaving with a writer's open transaction.
         self._lock = threading.Lock()

@@ -12,24 +12,27 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import sqlite_utils
-
-Migration = Callable[[sqlite_utils.Database], None]
+#: A migration step gets the connection inside its transaction. The server's steps use
+#: sqlite-utils' table API on it; the agent's are plain DDL, so a terminal's agent does not
+#: load sqlite-utils and its dependencies (3.6 MB of its ~40 MB budget, docs/benchmarks.md).
+Migration = Callable[[sqlite3.Connection], None]
 
 
 class SchemaError(Exception):
     """The database is newer than this code, or a migration failed."""
 
 
-def open_database(path: Path, *, synchronous: str = "NORMAL") -> sqlite_utils.Database:
-    """A WAL-mode database. ``synchronous=FULL`` makes each commit survive power loss."""
+def open_database(path: Path, *, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """A WAL-mode database in autocommit mode (transactions are explicit: ``transaction``).
+
+    ``synchronous=FULL`` makes each commit survive power loss, not only a crash.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    db = sqlite_utils.Database(conn)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
-    return db
+    return conn
 
 
 @contextlib.contextmanager
@@ -54,9 +57,8 @@ def transaction(
         raise
 
 
-def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> int:
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
     """Apply the migrations the database has not seen; return the schema version."""
-    conn = db.conn
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     if current > len(migrations):
         raise SchemaError(
@@ -64,6 +66,6 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration]) -> int:
         )
     for version, step in enumerate(migrations[current:], start=current + 1):
         with transaction(conn, SchemaError, f"apply migration {version} ({step.__name__})"):
-            step(db)
+            step(conn)
             conn.execute(f"PRAGMA user_version={version}")
     return len(migrations)

@@ -36,7 +36,7 @@ def parts(tmp_path: Path) -> Iterator[tuple[Agent, ServerEndpoint, FakeClock]]:
 
 
 def test_a_config_push_changes_policy_and_disk_budget(parts) -> None:
-    agent, server, clock = parts
+    agent, server, _ = parts
     push = ConfigPush(
         version=2,
         settings=((Setting.INTERVAL_MOVING_S, 2), (Setting.DISK_BUDGET_MB, 8)),

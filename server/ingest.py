@@ -75,12 +75,17 @@ def _party(topic: str) -> str:
 
 
 def _fixes(message: Message) -> tuple[Fix, ...]:
+    """The fixes that go into the track: those of Position and PositionBatch only.
+
+    A fix attached to an event, a presence or a snapshot stays in its frame (and reaches the
+    live map): the agent records that same fix in its track too, so storing it again would
+    count one moment twice in the duty metrics.
+    """
     if isinstance(message, Position):
         return (message.fix,)
     if isinstance(message, PositionBatch):
         return message.fixes
-    fix = getattr(message, "fix", None)
-    return (fix,) if fix is not None else ()
+    return ()
 
 
 class Ingest:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from provisioning import BrokerAddress, Enrolment, new_device
 from server.app import Server
@@ -30,3 +32,19 @@ def enrol(
         server.identity.key_id,
         BrokerAddress(broker.host, broker.port, broker.protocol),
     )
+
+
+def outbox_pending(path: Path) -> int:
+    """Rows not yet acknowledged in an agent's outbox, read on a connection of our own.
+
+    Not through the agent's connection: from another thread that could see the middle of
+    one of the agent's transactions (a backlog row already gone, its frame not yet written).
+    """
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM items) + (SELECT count(*) FROM backlog)"
+        ).fetchone()
+        return int(row[0])
+    finally:
+        conn.close()

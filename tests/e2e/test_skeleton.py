@@ -10,7 +10,7 @@ from agent.agent import Agent
 from agent.policy import ReportingPolicy
 from agent.sim_gps import SimulatedWalker
 from protocol import Position
-from tests.helpers import enrol, wait_until
+from tests.helpers import enrol, outbox_pending, wait_until
 from yijing.broker import LocalBroker
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +47,11 @@ def test_every_fix_stored_exactly_once_in_its_device_history(
     for agent in agents:
         agent.start()
     try:
-        wait_until(lambda: all(a.outbox.pending() == 0 for a in agents), 60, "all outboxes empty")
+        wait_until(
+            lambda: all(outbox_pending(a.outbox.path) == 0 for a in agents),
+            60,
+            "all outboxes empty",
+        )
     finally:
         for agent in agents:
             agent.stop()
@@ -105,7 +109,11 @@ def test_embedded_amqtt_broker_carries_the_same_path(tmp_path: Path, server_fact
         for agent in agents:
             agent.start()
         try:
-            wait_until(lambda: all(a.outbox.pending() == 0 for a in agents), 60, "outboxes empty")
+            wait_until(
+                lambda: all(outbox_pending(a.outbox.path) == 0 for a in agents),
+                60,
+                "outboxes empty",
+            )
         finally:
             for agent in agents:
                 agent.stop()

@@ -8,6 +8,8 @@ import signal
 import threading
 from pathlib import Path
 
+from yijing.argtypes import latlon, non_negative
+
 from .config import AgentConfig, ConfigError, SourceConfig, load_config, parse_hostport
 
 EXAMPLE = """\
@@ -50,29 +52,6 @@ POLICY_OPTIONS = {
 }
 
 
-def _latlon(text: str) -> tuple[float, float]:
-    try:
-        lat_s, lon_s = text.split(",")
-        lat, lon = float(lat_s), float(lon_s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected LAT,LON (e.g. 22.5431,114.0579), got {text!r}"
-        ) from None
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid position")
-    return lat, lon
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML config file (see below)")
     p.add_argument("--enrolment", type=Path, help="enrolment bundle from `yijing provision device`")
@@ -86,14 +65,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     src.add_argument(
         "--simulate",
-        type=_latlon,
+        type=latlon,
         metavar="LAT,LON",
         help="simulate a volunteer walking around this point",
     )
     p.add_argument("--baud", type=int, help="serial speed for --nmea (default 9600)")
     for option, (_, text) in POLICY_OPTIONS.items():
         p.add_argument(
-            f"--{option.replace('_', '-')}", type=_positive, dest=option, metavar="N", help=text
+            f"--{option.replace('_', '-')}", type=non_negative, dest=option, metavar="N", help=text
         )
 
 

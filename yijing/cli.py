@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from .argtypes import port, positive
+
 EXAMPLES = {
     "server": "example:\n  yijing server --data ./var/server --port 8080\n"
     "  yijing server --broker mqtt://10.0.0.5:1883 --host 0.0.0.0",
@@ -18,39 +20,6 @@ EXAMPLES = {
     "--broker mqtt://10.0.0.5:1883 --out ft-0042.json\n"
     "  yijing provision token --name 'Officer Li' --role officer",
 }
-
-
-def _latlon(text: str) -> tuple[float, float]:
-    try:
-        lat_s, lon_s = text.split(",")
-        lat, lon = float(lat_s), float(lon_s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected LAT,LON (e.g. 22.5431,114.0579), got {text!r}"
-        ) from None
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid position")
-    return lat, lon
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port must be a number, got {text!r}") from None
-    if not 0 <= port < 65536:
-        raise argparse.ArgumentTypeError(f"port {port} is outside 0-65535")
-    return port
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def _run_until_signal(coro_factory) -> int:  # type: ignore[no-untyped-def]
@@ -189,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path("var/server"), help="store and keys (default: var/server)"
     )
     p.add_argument("--host", default="127.0.0.1", help="HTTP address (default: 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8080, help="HTTP port (default: 8080)")
+    p.add_argument("--port", type=port, default=8080, help="HTTP port (default: 8080)")
     p.add_argument(
         "--broker",
         default=None,
@@ -219,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--terminals", type=int, default=30, help="simulated terminals (default: 30)")
     p.add_argument("--data", type=Path, default=Path("var/demo"), help="default: var/demo")
     p.add_argument("--host", default="127.0.0.1", help="HTTP address (default: 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8080, help="HTTP port (default: 8080)")
+    p.add_argument("--port", type=port, default=8080, help="HTTP port (default: 8080)")
     p.add_argument(
-        "--interval", type=_positive, default=2.0, help="seconds between fixes (default: 2)"
+        "--interval", type=positive, default=2.0, help="seconds between fixes (default: 2)"
     )
     p.set_defaults(func=cmd_demo)
 

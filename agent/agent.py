@@ -29,6 +29,8 @@ from typing import Protocol
 from protocol import (
     ConfigPush,
     DeviceEndpoint,
+    DispatchCommand,
+    DispatchResponse,
     Envelope,
     Event,
     EventKind,
@@ -37,6 +39,7 @@ from protocol import (
     Presence,
     PresenceKind,
     ProtocolError,
+    ResponseStatus,
     StoredAck,
 )
 from provisioning import Enrolment
@@ -59,6 +62,7 @@ class AgentStats:
     resent: int = 0
     acked: int = 0
     rejected_downlink: int = 0
+    expired_dispatches: int = 0
     commands: list[Envelope] = field(default_factory=list)
 
 
@@ -99,12 +103,20 @@ class Agent:
             clock_ms=self._now_ms,
             budget_bytes=int(self.policy.disk_budget_mb * MB),
         )
-        self._inbox: queue.SimpleQueue[tuple[str, str, bytes]] = queue.SimpleQueue()
+        # What other threads hand this loop: MQTT traffic ("msg", "up") and calls ("call").
+        self._inbox: queue.SimpleQueue[tuple[str, str, bytes] | Callable[[], object]] = (
+            queue.SimpleQueue()
+        )
         # seq -> (when sent, which connection it went out on)
         self._inflight: dict[int, tuple[float, int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_heartbeat = 0.0
+        self._dispatches_seen: set[str] = set()
+        self.active_dispatch: DispatchCommand | None = None
+        #: Called on the agent's thread when a fresh dispatch arrives (the shoulder light
+        #: flashes, the screen shows it).
+        self.dispatch_listeners: list[Callable[[DispatchCommand], None]] = []
         self.stats = AgentStats()
         self._seen_errors: set[str] = set()
         broker = enrolment.broker
@@ -265,15 +277,25 @@ class Agent:
         finally:
             items.close()
 
+    def submit(self, action: Callable[[], object]) -> None:
+        """Run ``action`` on the agent's thread, which owns the outbox (thread-safe).
+
+        For other threads: the MCU bridge (SOS pressed), a local UI (dispatch accepted).
+        """
+        self._inbox.put(action)
+
     def _drain_inbox(self, timeout: float) -> None:
         try:
-            kind, topic, payload = self._inbox.get(timeout=timeout)
+            entry = self._inbox.get(timeout=timeout)
         except queue.Empty:
             return
         while True:
-            self._handle(kind, topic, payload)
+            if callable(entry):
+                self._guarded(entry)
+            else:
+                self._handle(*entry)
             try:
-                kind, topic, payload = self._inbox.get_nowait()
+                entry = self._inbox.get_nowait()
             except queue.Empty:
                 return
 
@@ -303,8 +325,54 @@ class Agent:
                     del self._inflight[seq]
         elif isinstance(message, ConfigPush):
             self.apply_config(message)
+        elif isinstance(message, DispatchCommand):
+            self._dispatched(message)
         else:
             self.stats.commands.append(envelope)
+
+    # --- dispatch ----------------------------------------------------------------------------
+
+    def _dispatched(self, command: DispatchCommand) -> None:
+        """A dispatch arrived: say it was delivered and ring, unless it is stale or a repeat.
+
+        The expiry is the agent's to enforce: a broker may deliver a queued command hours
+        late (the terminal was off), and a stale dispatch must never ring.
+        """
+        if command.dispatch_id in self._dispatches_seen:
+            return  # QoS 1 redelivery, or the server resending: answered already
+        self._dispatches_seen.add(command.dispatch_id)
+        if self._now_ms() >= command.expires_ms:
+            self.stats.expired_dispatches += 1
+            self._log.info("dispatch %s arrived expired; not shown", command.dispatch_id)
+            return
+        self.active_dispatch = command
+        self._respond(command, ResponseStatus.DELIVERED)
+        for listener in self.dispatch_listeners:
+            listener(command)
+
+    def answer_dispatch(self, status: ResponseStatus, *, reason: str | None = None) -> bool:
+        """The volunteer accepted or declined the ringing dispatch (button, screen)."""
+        command = self.active_dispatch
+        if command is None or self._now_ms() >= command.expires_ms:
+            self.active_dispatch = None
+            return False
+        self._respond(command, status, reason=reason)
+        if status in (ResponseStatus.ACCEPTED, ResponseStatus.DECLINED):
+            self.active_dispatch = None
+        return True
+
+    def _respond(
+        self, command: DispatchCommand, status: ResponseStatus, *, reason: str | None = None
+    ) -> None:
+        fix = self.latest_fix
+        response = DispatchResponse(
+            dispatch_id=command.dispatch_id,
+            status=status,
+            time_ms=self._now_ms(),
+            fix=fix,
+            reason=reason,
+        )
+        self._guarded(lambda: self.outbox.put(response))
 
     def apply_config(self, push: ConfigPush) -> None:
         self.policy = self.policy.updated(push)

@@ -10,7 +10,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.agent import MB, Agent
 from agent.sim_gps import SimulatedWalker
-from protocol import ConfigPush, RollCall, ServerEndpoint, Setting
+from protocol import (
+    ConfigPush,
+    DispatchCommand,
+    DispatchResponse,
+    IncidentKind,
+    ResponseStatus,
+    RollCall,
+    ServerEndpoint,
+    Setting,
+    decode,
+)
 from provisioning import BrokerAddress, Enrolment, new_device
 
 T0 = 1_763_900_000_000
@@ -84,3 +94,74 @@ def test_an_ack_forgets_exactly_what_it_covers(parts) -> None:
     agent._handle("msg", ack.topic, ack.payload)
     assert agent.stats.acked == 1
     assert [i.seq for i in agent.outbox.next_items(10)] == [items[1].seq]
+
+
+# --- dispatch -------------------------------------------------------------------------------------
+
+
+def _dispatch(dispatch_id: str, *, expires_ms: int) -> DispatchCommand:
+    return DispatchCommand(
+        dispatch_id=dispatch_id,
+        incident_id="inc-1",
+        kind=IncidentKind.FIGHT,
+        priority=1,
+        lat=22.5431,
+        lon=114.0579,
+        sent_ms=T0 - 1000,
+        expires_ms=expires_ms,
+        note="bar street",
+    )
+
+
+def _responses(agent: Agent) -> list[tuple[str, ResponseStatus]]:
+    found = []
+    for item in agent.outbox.next_items(100):
+        message = decode(item.payload).envelope.message
+        if isinstance(message, DispatchResponse):
+            found.append((message.dispatch_id, message.status))
+    return found
+
+
+def test_a_fresh_dispatch_rings_once_and_is_answered(parts) -> None:
+    agent, server, _ = parts
+    rung: list[DispatchCommand] = []
+    agent.dispatch_listeners.append(rung.append)
+    out = server.command("ft-0001", _dispatch("d-1", expires_ms=T0 + 300_000), sent_ms=T0)
+    agent._handle("msg", out.topic, out.payload)
+    agent._handle("msg", out.topic, out.payload)  # a QoS 1 redelivery
+    assert [c.dispatch_id for c in rung] == ["d-1"]
+    assert agent.answer_dispatch(ResponseStatus.ACCEPTED)
+    assert agent.active_dispatch is None
+    assert _responses(agent) == [
+        ("d-1", ResponseStatus.DELIVERED),
+        ("d-1", ResponseStatus.ACCEPTED),
+    ]
+
+
+def test_a_stale_dispatch_never_rings(parts) -> None:
+    agent, server, _ = parts
+    rung: list[DispatchCommand] = []
+    agent.dispatch_listeners.append(rung.append)
+    out = server.command("ft-0001", _dispatch("d-2", expires_ms=T0), sent_ms=T0 - 1000)
+    agent._handle("msg", out.topic, out.payload)
+    assert rung == [] and agent.active_dispatch is None
+    assert agent.stats.expired_dispatches == 1
+    assert _responses(agent) == []
+    assert not agent.answer_dispatch(ResponseStatus.ACCEPTED)
+
+
+def test_a_dispatch_that_expires_while_ringing_cannot_be_accepted(parts) -> None:
+    agent, server, clock = parts
+    out = server.command("ft-0001", _dispatch("d-3", expires_ms=T0 + 5000), sent_ms=T0)
+    agent._handle("msg", out.topic, out.payload)
+    clock.now += 6
+    assert not agent.answer_dispatch(ResponseStatus.ACCEPTED)
+    assert _responses(agent) == [("d-3", ResponseStatus.DELIVERED)]
+
+
+def test_calls_from_other_threads_run_on_the_agent_thread(parts) -> None:
+    agent, _, _ = parts
+    ran: list[int] = []
+    agent.submit(lambda: ran.append(1))
+    agent._drain_inbox(0.1)
+    assert ran == [1]

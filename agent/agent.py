@@ -139,6 +139,10 @@ class Agent:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
+    def now_ms(self) -> int:
+        """The agent's clock, ms since the epoch."""
+        return self._now_ms()
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:

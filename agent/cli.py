@@ -18,6 +18,7 @@ examples:
   yijing agent --enrolment ft-0042.json --nmea /dev/ttyUSB0 --baud 9600
   yijing agent --enrolment ft-0042.json --simulate 22.5431,114.0579 --interval-moving 2
   yijing agent --config /etc/yijing/agent.toml
+  yijing agent --enrolment ft-0042.json --gpsd 127.0.0.1:2947 --mcu /dev/ttyACM0
 
 config file (TOML; every key optional; options given on the command line win):
   enrolment = "/etc/yijing/ft-0042.json"
@@ -36,6 +37,9 @@ config file (TOML; every key optional; options given on the command line win):
   heartbeat_s = 60               # presence, with or without a fix
   ack_timeout_s = 20             # resend a frame the server has not acknowledged by then
   disk_budget_mb = 64            # outbox size; snapshots go first, then fixes are thinned
+  [mcu]                          # shoulder light / body cam microcontroller, if fitted
+  port = "/dev/ttyACM0"
+  baud = 115200
 """
 
 POLICY_OPTIONS = {
@@ -70,6 +74,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="simulate a volunteer walking around this point",
     )
     p.add_argument("--baud", type=int, help="serial speed for --nmea (default 9600)")
+    p.add_argument(
+        "--mcu", metavar="PORT", help="the shoulder light / body cam MCU's serial port (optional)"
+    )
+    p.add_argument("--mcu-baud", type=int, help="serial speed for --mcu (default 115200)")
     for option, (_, text) in POLICY_OPTIONS.items():
         p.add_argument(
             f"--{option.replace('_', '-')}", type=non_negative, dest=option, metavar="N", help=text
@@ -98,11 +106,17 @@ def resolve(args: argparse.Namespace) -> AgentConfig:
         policy = dataclasses.replace(config.policy, **overrides)
     except ValueError as exc:
         raise ConfigError(f"policy: {exc}") from None
+    mcu = config.mcu
+    if args.mcu:
+        mcu = dataclasses.replace(mcu, port=args.mcu)
+    if args.mcu_baud is not None:
+        mcu = dataclasses.replace(mcu, baud=args.mcu_baud)
     return AgentConfig(
         enrolment=args.enrolment or config.enrolment,
         data=args.data or config.data,
         source=source,
         policy=policy,
+        mcu=mcu,
     )
 
 
@@ -135,16 +149,25 @@ def run(args: argparse.Namespace) -> int:
     data = config.data or Path("var/agents") / device_id
     source = make_source(config.source, device_id)
     agent = Agent(enrolment, data, source=source, policy=config.policy)
+    mcu = None
+    if config.mcu.port:
+        from .mcu import McuLink
+
+        mcu = McuLink(agent, port=config.mcu.port, baudrate=config.mcu.baud)
     stopped = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     agent.start()
+    if mcu is not None:
+        mcu.start()
     print(
         f"agent {device_id}: source {config.source.kind}, outbox {data}/outbox.db, "
         f"broker {enrolment.broker.host}:{enrolment.broker.port}",
         flush=True,
     )
     stopped.wait()
+    if mcu is not None:
+        mcu.close()
     agent.stop()
     close = getattr(source, "close", None)
     if close is not None:

@@ -21,6 +21,10 @@ Every key is optional; errors name the file, the key and what is wrong. Example
     heartbeat_s = 60
     ack_timeout_s = 20
     disk_budget_mb = 64
+
+    [mcu]                         # the shoulder light / body cam, if there is one
+    port = "/dev/ttyACM0"
+    baud = 115200
 """
 
 from __future__ import annotations
@@ -51,11 +55,20 @@ class SourceConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class McuConfig:
+    """The shoulder light / body cam microcontroller's serial line (none: no MCU)."""
+
+    port: str | None = None
+    baud: int = 115200
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentConfig:
     enrolment: Path | None = None
     data: Path | None = None
     source: SourceConfig = field(default_factory=SourceConfig)
     policy: ReportingPolicy = field(default_factory=ReportingPolicy)
+    mcu: McuConfig = field(default_factory=McuConfig)
 
 
 def _number(where: str, key: str, value: object, *, integer: bool = False) -> float:
@@ -123,6 +136,17 @@ def _policy(where: str, doc: dict[str, Any]) -> ReportingPolicy:
         raise ConfigError(f"{where}: policy: {exc}") from None
 
 
+def _mcu(where: str, doc: dict[str, Any]) -> McuConfig:
+    for key in doc:
+        if key not in ("port", "baud"):
+            raise ConfigError(f"{where}: mcu.{key}: unknown key (known: baud, port)")
+    port = doc.get("port")
+    if port is not None and (not isinstance(port, str) or not port):
+        raise ConfigError(f"{where}: mcu.port: expected a device path or pyserial URL")
+    baud = int(_number(where, "mcu.baud", doc.get("baud", 115200), integer=True))
+    return McuConfig(port=port, baud=baud)
+
+
 def load_config(path: Path | None) -> AgentConfig:
     if path is None:
         return AgentConfig()
@@ -133,14 +157,14 @@ def load_config(path: Path | None) -> AgentConfig:
         raise ConfigError(f"{where}: cannot be read ({exc.strerror})") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{where}: not TOML ({exc})") from None
-    known = {"enrolment", "data", "source", "policy"}
+    known = {"enrolment", "data", "source", "policy", "mcu"}
     for key in doc:
         if key not in known:
             raise ConfigError(f"{where}: {key}: unknown key (known: {', '.join(sorted(known))})")
     for key in ("enrolment", "data"):
         if key in doc and not isinstance(doc[key], str):
             raise ConfigError(f"{where}: {key}: expected a path")
-    for key in ("source", "policy"):
+    for key in ("source", "policy", "mcu"):
         if key in doc and not isinstance(doc[key], dict):
             raise ConfigError(f"{where}: {key}: expected a table [{key}]")
     return AgentConfig(
@@ -148,4 +172,5 @@ def load_config(path: Path | None) -> AgentConfig:
         data=Path(doc["data"]) if "data" in doc else None,
         source=_source(where, doc.get("source", {})),
         policy=_policy(where, doc.get("policy", {})),
+        mcu=_mcu(where, doc.get("mcu", {})),
     )

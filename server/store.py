@@ -1,9 +1,9 @@
 """What the server keeps, behind one interface that each back end implements.
 
 SQLite is the back end today (``server.sqlite_store``); a PostgreSQL one (issue #9, not built
-yet) is to implement the same ``Store`` protocol and pass the same tests. Writes come in batches: ingest hands over
-every verified frame of a batch in one call, stored in one transaction, and acknowledges to the
-terminals only after that call returns.
+yet) is to implement the same ``Store`` protocol and pass the same tests. Writes come in
+batches: ingest hands over every verified frame of a batch in one call, stored in one
+transaction, and acknowledges to the terminals only after that call returns.
 """
 
 from __future__ import annotations

@@ -71,6 +71,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from .bridge_cli import run
+
+    return run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -178,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_agent_arguments(p)
     p.set_defaults(func=cmd_agent)
+
+    from .bridge_cli import EXAMPLE as BRIDGE_EXAMPLE
+    from .bridge_cli import add_arguments as add_bridge_arguments
+
+    p = sub.add_parser(
+        "bridge",
+        help="bench-test a shoulder light / body cam on a serial port: show its live events",
+        epilog=BRIDGE_EXAMPLE,
+        formatter_class=fmt,
+    )
+    add_bridge_arguments(p)
+    p.set_defaults(func=cmd_bridge)
 
     p = sub.add_parser(
         "demo",

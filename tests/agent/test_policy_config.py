@@ -138,3 +138,16 @@ def test_bad_config_names_what_is_wrong(tmp_path: Path, text: str, names: str) -
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_mcu_from_file_and_option(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('[mcu]\nport = "/dev/ttyACM0"\nbaud = 57600\n')
+    config = resolve(parse("--config", str(path)))
+    assert (config.mcu.port, config.mcu.baud) == ("/dev/ttyACM0", 57600)
+    config = resolve(parse("--config", str(path), "--mcu", "/dev/ttyACM1", "--mcu-baud", "9600"))
+    assert (config.mcu.port, config.mcu.baud) == ("/dev/ttyACM1", 9600)
+    assert resolve(parse()).mcu.port is None
+    path.write_text("[mcu]\nspeed = 1\n")
+    with pytest.raises(ConfigError, match="mcu.speed"):
+        load_config(path)

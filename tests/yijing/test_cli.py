@@ -9,6 +9,7 @@ from yijing.cli import main
 COMMANDS = [
     ["server"],
     ["agent"],
+    ["bridge"],
     ["demo"],
     ["provision"],
     ["provision", "device"],

@@ -149,5 +149,5 @@ def test_mcu_from_file_and_option(tmp_path: Path) -> None:
     assert (config.mcu.port, config.mcu.baud) == ("/dev/ttyACM1", 9600)
     assert resolve(parse()).mcu.port is None
     path.write_text("[mcu]\nspeed = 1\n")
-    with pytest.raises(ConfigError, match="mcu.speed"):
+    with pytest.raises(ConfigError, match=r"mcu\.speed"):
         load_config(path)

@@ -25,10 +25,11 @@ from provisioning.identity import raw_public
 from yijing.broker import LocalBroker, start_local_broker
 from yijing.mqtt import MqttLink
 
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .ingest import Ingest
 from .keyring import StoreKeyRing
 from .live import Hub, LiveState
+from .snapshots import SnapshotFiles
 from .sqlite_store import SqliteStore
 from .store import Device, DeviceKey
 from .web.access import TokenAuthenticator
@@ -74,6 +75,13 @@ class ServerConfig:
     broker_url: str | None = None  # None: start a local broker
     batch_max: int = 1000
     batch_wait_s: float = 0.02
+    #: Days to keep snapshots, by trigger: routine pictures go soon, evidence stays longer.
+    snapshot_retention_days: tuple[tuple[str, float], ...] = (
+        ("periodic", 7),
+        ("scene_change", 7),
+        ("request", 90),
+        ("event", 180),
+    )
 
 
 class Server:
@@ -93,6 +101,7 @@ class Server:
         self.endpoint = ServerEndpoint(
             signing_key=self.identity.signing_key, key_id=self.identity.key_id
         )
+        self.snapshot_files = SnapshotFiles(data / "snapshots")
         self.hub = Hub()
         self.live = LiveState(self.hub)
         self.live.load(self.store)
@@ -108,11 +117,13 @@ class Server:
             self.endpoint,
             publish=self._publish,
             on_accepted=self.live.apply,
+            snapshot_files=self.snapshot_files,
             batch_max=config.batch_max,
             batch_wait_s=config.batch_wait_s,
             clock=clock,
         )
         self._runner: web.AppRunner | None = None
+        self._retention: asyncio.Future[None] | None = None
         self.http_port = config.http_port
 
     def _publish(self, out: Outgoing) -> None:
@@ -160,6 +171,7 @@ class Server:
             hub=self.hub,
             auth=self.auth,
             stats=self.ingest.stats,
+            snapshot_files=self.snapshot_files,
             clock=self._clock,
         )
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -170,6 +182,7 @@ class Server:
             server = site._server
             assert server is not None and server.sockets  # type: ignore[attr-defined]
             self.http_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._retention = asyncio.ensure_future(self._retention_loop())
         await asyncio.to_thread(self.link.wait_connected, 10)
         log.info(
             "server on http://%s:%s, broker %s:%s",
@@ -179,11 +192,32 @@ class Server:
             address.port,
         )
 
+    def expire_snapshots(self) -> int:
+        """Apply the retention policy; return how many files were removed."""
+        now_ms = int(self._clock() * 1000)
+        removed = 0
+        for trigger, days in self.config.snapshot_retention_days:
+            for sha in self.store.expire_snapshots(trigger, now_ms - int(days * 86_400_000)):
+                removed += self.snapshot_files.delete(sha)
+        return removed
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                removed = await asyncio.to_thread(self.expire_snapshots)
+                if removed:
+                    log.info("retention removed %d snapshot files", removed)
+            except (StoreError, OSError) as exc:
+                log.error("snapshot retention failed: %s", exc)
+            await asyncio.sleep(3600)
+
     @property
     def url(self) -> str:
         return f"http://{self.config.http_host}:{self.http_port}"
 
     async def stop(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.link is not None:

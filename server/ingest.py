@@ -28,6 +28,7 @@ from protocol import (
     PositionBatch,
     ProtocolError,
     ServerEndpoint,
+    Snapshot,
     UplinkVerifier,
     Verified,
 )
@@ -36,7 +37,8 @@ from yijing.mqtt import LinkError
 
 from .errors import StoreError
 from .keyring import StoreKeyRing
-from .store import FixFlag, IncomingFrame, Outcome, Store
+from .snapshots import SnapshotFiles
+from .store import FixFlag, IncomingFrame, Outcome, SnapshotMeta, Store
 
 #: How far ahead of the server's clock a timestamp may be before it is not believed: clocks
 #: of phones and terminals synced by NTP or GNSS agree to well under a second; this allows
@@ -97,6 +99,7 @@ class Ingest:
         *,
         publish: Callable[[Outgoing], None],
         on_accepted: Callable[[list[Accepted]], None] = lambda batch: None,
+        snapshot_files: SnapshotFiles | None = None,
         batch_max: int = 1000,
         batch_wait_s: float = 0.02,
         clock: Callable[[], float] = time.time,
@@ -108,6 +111,7 @@ class Ingest:
         self._endpoint = endpoint
         self._publish = publish
         self._on_accepted = on_accepted
+        self._files = snapshot_files
         self._batch_max = batch_max
         self._batch_wait_s = batch_wait_s
         self._clock = clock
@@ -193,6 +197,7 @@ class Ingest:
                 arrivals.append(len(verified))
                 verified.append((v, received_ms))
         frames = [self._frame(v, received_ms) for v, received_ms in verified]
+        self._write_snapshot_files(verified)
         outcomes = self._store.store_frames(frames) if frames else []
         to_ack: dict[tuple[str, int], list[int]] = defaultdict(list)
         new: dict[int, Accepted] = {}
@@ -223,6 +228,18 @@ class Ingest:
             self._on_accepted(feed)
         return list(new.values())
 
+    def _write_snapshot_files(self, verified: list[tuple[Verified, int]]) -> None:
+        """JPEGs go to their content-addressed files before the transaction that records them:
+        a crash in between leaves an orphan file (retention removes it), never a row without
+        its file."""
+        for v, _ in verified:
+            message = v.envelope.message
+            if isinstance(message, Snapshot) and self._files is not None:
+                try:
+                    self._files.put(message.sha256.hex(), message.jpeg)
+                except OSError as exc:  # a full disk: nothing is acked, the terminal resends
+                    raise StoreError(f"cannot write snapshot file: {exc}") from exc
+
     def _frame(self, v: Verified, received_ms: int) -> IncomingFrame:
         env = v.envelope
         message = env.message
@@ -234,6 +251,22 @@ class Ingest:
         checkpoint = (
             (message.first_seq, message.last_seq) if isinstance(message, Checkpoint) else None
         )
+        snapshot = None
+        if isinstance(message, Snapshot):
+            snapshot = SnapshotMeta(
+                device_id=env.party,
+                seq=env.seq,
+                sha256=message.sha256.hex(),
+                captured_ms=message.captured_ms,
+                trigger=message.trigger.value,
+                width=message.width,
+                height=message.height,
+                size=len(message.jpeg),
+                received_ms=received_ms,
+                request_id=message.request_id,
+                lat=message.fix.lat if message.fix else None,
+                lon=message.fix.lon if message.fix else None,
+            )
         return IncomingFrame(
             device_id=env.party,
             seq=env.seq,
@@ -246,6 +279,7 @@ class Ingest:
             fixes=fixes,
             fix_flags=tuple(int(x) for x in flags),
             checkpoint_range=checkpoint,
+            snapshot=snapshot,
         )
 
     def _acknowledge(self, to_ack: dict[tuple[str, int], list[int]]) -> None:

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import Fix, Position, PositionBatch, Presence, PresenceKind
+from protocol import Fix, Position, PositionBatch, Presence, PresenceKind, Snapshot
 from protocol.messages import Message
 
 from .ingest import FUTURE_TOLERANCE_MS, Accepted
@@ -28,6 +28,7 @@ class TerminalState:
     online: bool = False
     battery_pct: int | None = None
     clock_skew_ms: int | None = None
+    snapshot: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -36,6 +37,7 @@ class TerminalState:
             "last_seen_ms": self.last_seen_ms,
             "battery_pct": self.battery_pct,
             "clock_skew_ms": self.clock_skew_ms,
+            "snapshot": self.snapshot,
         }
         if self.fix is not None:
             f = self.fix
@@ -144,6 +146,15 @@ class LiveState:
                         state.battery_pct = message.battery_pct
                     if message.clock_skew_ms is not None:
                         state.clock_skew_ms = message.clock_skew_ms
+                if isinstance(message, Snapshot) and (
+                    state.snapshot is None or message.captured_ms >= state.snapshot["captured_ms"]
+                ):
+                    state.snapshot = {
+                        "sha256": message.sha256.hex(),
+                        "captured_ms": message.captured_ms,
+                        "trigger": message.trigger.value,
+                        "url": f"/api/v1/snapshots/{message.sha256.hex()}.jpg",
+                    }
                 fix = _newest_fix(message)
                 # Late backfill must not move the marker back in time, and a fix from the
                 # future (a wrong clock, a GPS week rollover) must not freeze it there.

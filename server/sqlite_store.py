@@ -20,7 +20,7 @@ from protocol import Fix, FixSource
 from yijing.sqlite import SchemaError, migrate, open_database, transaction
 
 from .errors import StoreError
-from .store import Device, DeviceKey, IncomingFrame, Outcome, TrackPoint
+from .store import Device, DeviceKey, IncomingFrame, Outcome, SnapshotMeta, TrackPoint
 
 
 def _v1(conn: sqlite3.Connection) -> None:
@@ -76,7 +76,41 @@ def _v2(conn: sqlite3.Connection) -> None:
     db.table("positions").add_column("flags", int, not_null_default=0)
 
 
-MIGRATIONS = [_v1, _v2]
+def _v3(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
+    db.table("snapshots").create(
+        {
+            "device_id": str,
+            "seq": int,
+            "sha256": str,
+            "captured_ms": int,
+            "trigger": str,
+            "width": int,
+            "height": int,
+            "size": int,
+            "received_ms": int,
+            "request_id": str,
+            "lat": float,
+            "lon": float,
+        },
+        pk=("device_id", "seq"),
+    )
+    db.table("snapshots").create_index(["sha256"])
+    db.table("snapshots").create_index(["device_id", "captured_ms"])
+    db.table("snapshots").create_index(["trigger", "captured_ms"])
+
+
+MIGRATIONS = [_v1, _v2, _v3]
+
+_SNAPSHOT_COLUMNS = (
+    "device_id, seq, sha256, captured_ms, trigger, width, height, size, received_ms, "
+    "request_id, lat, lon"
+)
+
+
+def _snapshot(row: Sequence[Any]) -> SnapshotMeta:
+    return SnapshotMeta(*row)
+
 
 _POSITION_COLUMNS = (
     "time_ms, lat, lon, accuracy_m, speed_mps, course_deg, alt_m, satellites, source"
@@ -222,6 +256,25 @@ class SqliteStore:
                     for i, x in enumerate(f.fixes)
                 ],
             )
+        if f.snapshot is not None:
+            m = f.snapshot
+            self._conn.execute(
+                f"INSERT INTO snapshots({_SNAPSHOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    m.device_id,
+                    m.seq,
+                    m.sha256,
+                    m.captured_ms,
+                    m.trigger,
+                    m.width,
+                    m.height,
+                    m.size,
+                    m.received_ms,
+                    m.request_id,
+                    m.lat,
+                    m.lon,
+                ),
+            )
         if f.checkpoint_range is not None:
             self._conn.execute(
                 "INSERT INTO checkpoints(device_id, seq, first_seq, last_seq) VALUES (?,?,?,?)",
@@ -266,6 +319,47 @@ class SqliteStore:
             (device_id, seq, seq),
         )
         return bytes(rows[0][0]) if rows else None
+
+    def snapshots(
+        self, device_id: str, *, since_ms: int | None = None, limit: int = 100
+    ) -> list[SnapshotMeta]:
+        rows = self._read(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE device_id=? AND captured_ms>=? "
+            "ORDER BY captured_ms DESC, seq DESC LIMIT ?",
+            (device_id, since_ms or 0, limit),
+        )
+        return [_snapshot(r) for r in rows]
+
+    def snapshot(self, sha256: str) -> SnapshotMeta | None:
+        rows = self._read(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE sha256=? "
+            "ORDER BY captured_ms DESC LIMIT 1",
+            (sha256,),
+        )
+        return _snapshot(rows[0]) if rows else None
+
+    def expire_snapshots(self, trigger: str, before_ms: int) -> list[str]:
+        with self._lock, transaction(self._conn, StoreError, "expire snapshots"):
+            gone = {
+                str(r[0])
+                for r in self._conn.execute(
+                    "DELETE FROM snapshots WHERE trigger=? AND captured_ms<? RETURNING sha256",
+                    (trigger, before_ms),
+                )
+            }
+            still = (
+                {
+                    str(r[0])
+                    for r in self._conn.execute(
+                        f"SELECT DISTINCT sha256 FROM snapshots WHERE sha256 IN "
+                        f"({','.join('?' * len(gone))})",
+                        tuple(gone),
+                    )
+                }
+                if gone
+                else set()
+            )
+        return sorted(gone - still)
 
     def frame_count(self, device_id: str | None = None) -> int:
         if device_id is None:

@@ -35,6 +35,24 @@ class Device:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotMeta:
+    """What the store keeps about a snapshot; the JPEG is a file named by ``sha256``."""
+
+    device_id: str
+    seq: int
+    sha256: str  # lowercase hex
+    captured_ms: int
+    trigger: str
+    width: int
+    height: int
+    size: int
+    received_ms: int
+    request_id: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingFrame:
     """A verified uplink frame, ready to store. ``fixes`` are the positions it carries."""
 
@@ -50,6 +68,7 @@ class IncomingFrame:
     #: One ``FixFlag`` bit set per fix, parallel to ``fixes`` (empty: all zero).
     fix_flags: tuple[int, ...] = ()
     checkpoint_range: tuple[int, int] | None = None
+    snapshot: SnapshotMeta | None = None
 
 
 class FixFlag(enum.IntFlag):
@@ -109,6 +128,21 @@ class Store(Protocol):
 
     def checkpoint_covering(self, device_id: str, seq: int) -> bytes | None:
         """The stored frame of a checkpoint whose range includes ``seq``."""
+        ...
+
+    def snapshots(
+        self, device_id: str, *, since_ms: int | None = None, limit: int = 100
+    ) -> list[SnapshotMeta]:
+        """A device's snapshots, newest first."""
+        ...
+
+    def snapshot(self, sha256: str) -> SnapshotMeta | None:
+        """Any stored snapshot with this content (the newest)."""
+        ...
+
+    def expire_snapshots(self, trigger: str, before_ms: int) -> list[str]:
+        """Forget snapshots of ``trigger`` captured before ``before_ms``; return the hashes
+        no snapshot refers to any more (their files may go)."""
         ...
 
     def frame_count(self, device_id: str | None = None) -> int: ...

@@ -13,6 +13,7 @@ from aiohttp import WSMsgType, web
 
 from ..ingest import IngestStats
 from ..live import Hub, LiveState
+from ..snapshots import SnapshotFiles
 from ..store import Store
 from .access import (
     COOKIE,
@@ -34,6 +35,7 @@ HUB = web.AppKey("hub", Hub)
 AUTH = web.AppKey("auth", object)
 STATS = web.AppKey("stats", object)
 CLOCK = web.AppKey("clock", object)
+FILES = web.AppKey("snapshot_files", SnapshotFiles)
 
 routes = Routes()
 
@@ -143,6 +145,54 @@ async def track(request: web.Request) -> web.StreamResponse:
     )
 
 
+@routes.add("GET", "/api/v1/terminals/{device}/snapshots", roles=WATCH)
+async def terminal_snapshots(request: web.Request) -> web.StreamResponse:
+    store: Store = request.app[STORE]  # type: ignore[assignment]
+    device = request.match_info["device"]
+    since = _int_param(request, "since_ms", 0, 2**62, None)
+    limit = _int_param(request, "limit", 1, 1000, 50)
+    assert limit is not None
+    metas = await asyncio.to_thread(store.snapshots, device, since_ms=since, limit=limit)
+    return web.json_response(
+        {
+            "device": device,
+            "snapshots": [
+                {
+                    "seq": m.seq,
+                    "sha256": m.sha256,
+                    "url": f"/api/v1/snapshots/{m.sha256}.jpg",
+                    "captured_ms": m.captured_ms,
+                    "trigger": m.trigger,
+                    "width": m.width,
+                    "height": m.height,
+                    "size": m.size,
+                    "request_id": m.request_id,
+                    "lat": m.lat,
+                    "lon": m.lon,
+                }
+                for m in metas
+            ],
+        }
+    )
+
+
+@routes.add("GET", "/api/v1/snapshots/{name}", roles=WATCH)
+async def snapshot_file(request: web.Request) -> web.StreamResponse:
+    files = request.app[FILES]
+    name = request.match_info["name"]
+    sha = name.removesuffix(".jpg")
+    if not name.endswith(".jpg") or not files.valid_name(sha):
+        return error(400, f"{name!r}: expected <sha256 in lowercase hex>.jpg")
+    path = files.path(sha)
+    if not path.is_file():
+        return error(404, f"no snapshot {sha}")
+    # Content-addressed: the bytes behind a name never change, so browsers may keep them.
+    return web.FileResponse(
+        path,
+        headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=31536000"},
+    )
+
+
 @routes.add("GET", "/api/v1/stats", roles=WATCH)
 async def stats(request: web.Request) -> web.StreamResponse:
     s: IngestStats = request.app[STATS]  # type: ignore[assignment]
@@ -225,6 +275,7 @@ def make_app(
     hub: Hub,
     auth: Authenticator,
     stats: IngestStats,
+    snapshot_files: SnapshotFiles,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     app = web.Application(middlewares=[json_errors, access_middleware(auth)])
@@ -234,6 +285,7 @@ def make_app(
     app[AUTH] = auth
     app[STATS] = stats
     app[CLOCK] = clock
+    app[FILES] = snapshot_files
     app.add_routes(routes.table)
     check_declared(app)
 

@@ -14,6 +14,7 @@ from protocol import Fix, Position
 from server.errors import ConfigError
 from server.ingest import Accepted, IngestStats
 from server.live import Hub, LiveState
+from server.snapshots import SnapshotFiles
 from server.sqlite_store import SqliteStore
 from server.web.access import Principal, Role, Routes, TokenAuthenticator, check_declared
 from server.web.app import make_app
@@ -33,7 +34,14 @@ def _run(tmp_path: Path, body: Callable[[TestClient, LiveState], Awaitable[None]
             auth.add(token, principal)
         hub = Hub()
         live = LiveState(hub)
-        app = make_app(store=store, live=live, hub=hub, auth=auth, stats=IngestStats())
+        app = make_app(
+            store=store,
+            live=live,
+            hub=hub,
+            auth=auth,
+            stats=IngestStats(),
+            snapshot_files=SnapshotFiles(tmp_path / "snapshots"),
+        )
         async with TestClient(TestServer(app)) as client:
             await body(client, live)
         store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from agent.agent import Agent
 from agent.policy import ReportingPolicy
 from agent.sim_gps import SimulatedWalker
+from protocol import Snapshot, SnapshotTrigger
 from server.web.access import Principal, Role
 from tests.helpers import enrol, wait_until
 from yijing.broker import LocalBroker
@@ -25,6 +27,27 @@ ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
+
+
+def _picture() -> Snapshot:
+    import time
+
+    import cv2
+    import numpy as np
+
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[:, :32] = (200, 80, 20)
+    ok, encoded = cv2.imencode(".jpg", image)
+    assert ok
+    jpeg = encoded.tobytes()
+    return Snapshot(
+        captured_ms=int(time.time() * 1000),
+        trigger=SnapshotTrigger.PERIODIC,
+        width=64,
+        height=48,
+        sha256=hashlib.sha256(jpeg).digest(),
+        jpeg=jpeg,
+    )
 
 
 @pytest.fixture
@@ -58,6 +81,7 @@ def test_officer_sees_terminals_move_on_the_live_map(
                 ),
             )
         )
+    agents[2].outbox.record_snapshot(_picture())  # ft-0003 has sent a picture
     for agent in agents:
         agent.start()
     page = browser.new_page(viewport={"width": 1280, "height": 800}, locale="en-US")
@@ -99,6 +123,13 @@ def test_officer_sees_terminals_move_on_the_live_map(
 
         page.click("#terminal-list [data-device='ft-0003']")
         page.wait_for_function("document.querySelector('#detail').textContent.includes('ft-0003')")
+        # Its latest picture, fetched with the sign-in cookie and decoded by the browser.
+        page.wait_for_function(
+            "(() => { const i = document.querySelector('#detail figure.snapshot img');"
+            " return i && i.complete && i.naturalWidth === 64; })()",
+            timeout=15_000,
+        )
+        page.screenshot(path=str(tmp_path / "dashboard-snapshot.png"))
     finally:
         page.close()
         for agent in agents:

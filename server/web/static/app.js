@@ -268,7 +268,8 @@
         '<span class="badge"></span><span class="spacer"></span>' +
         '<button type="button" class="btn btn-small act-center"></button>' +
         '<button type="button" class="btn btn-small btn-icon act-close"><span aria-hidden="true">×</span></button></div>' +
-        '<dl class="facts">' + FIELDS.map((f) => `<div class="f-${f}"><dt></dt><dd></dd></div>`).join("") + "</dl>";
+        '<dl class="facts">' + FIELDS.map((f) => `<div class="f-${f}"><dt></dt><dd></dd></div>`).join("") + "</dl>" +
+        '<figure class="snapshot" hidden><img alt=""><figcaption></figcaption></figure>';
       detailFor = term.device;
     }
     const st = state.status.get(term.device), f = term.fix, tr = state.track;
@@ -301,6 +302,16 @@
       const row = el.querySelector(".f-" + k);
       row.querySelector("dt").textContent = t("detail." + k);
       row.querySelector("dd").textContent = values[k];
+    }
+    // The latest snapshot: same-origin, so the sign-in cookie authorises the image request.
+    const fig = el.querySelector(".snapshot"), snap = term.snapshot;
+    fig.hidden = !snap;
+    if (snap) {
+      const img = fig.querySelector("img");
+      if (img.getAttribute("src") !== snap.url) img.setAttribute("src", snap.url);
+      img.alt = t("detail.snapshotAlt", { id: term.device });
+      fig.querySelector("figcaption").textContent =
+        `${t("detail.snapshot")} · ${clockTime(snap.captured_ms)} · ${t("trigger." + snap.trigger)}`;
     }
   }
 

@@ -40,6 +40,8 @@ from protocol import (
     PresenceKind,
     ProtocolError,
     ResponseStatus,
+    RollCall,
+    RollCallAnswer,
     StoredAck,
 )
 from provisioning import Enrolment
@@ -117,6 +119,12 @@ class Agent:
         #: Called on the agent's thread when a fresh dispatch arrives (the shoulder light
         #: flashes, the screen shows it).
         self.dispatch_listeners: list[Callable[[DispatchCommand], None]] = []
+        #: Called on the agent's thread after an event is recorded (the camera snaps an SOS).
+        self.event_listeners: list[Callable[[EventKind], None]] = []
+        #: Called on the agent's thread with each dispatch answer sent (accepted, on scene).
+        self.answer_listeners: list[Callable[[ResponseStatus], None]] = []
+        #: Called with a request id when the station asks for a picture (a spot check).
+        self.snapshot_requests: list[Callable[[str], None]] = []
         self.stats = AgentStats()
         self._seen_errors: set[str] = set()
         broker = enrolment.broker
@@ -208,7 +216,10 @@ class Agent:
             self.outbox.record_fix(fix)  # the track shows where it happened, whatever the policy
             self._reporter.recorded(fix)
         event = Event(kind=kind, time_ms=self._now_ms(), value=value, fix=fix, detail=detail)
-        return self.outbox.put(event)
+        seq = self.outbox.put(event)
+        for listener in self.event_listeners:
+            listener(kind)
+        return seq
 
     def check_in(self, shift_id: str) -> int:
         return self.outbox.put(
@@ -331,6 +342,8 @@ class Agent:
             self.apply_config(message)
         elif isinstance(message, DispatchCommand):
             self._dispatched(message)
+        elif isinstance(message, RollCall):
+            self._roll_call(message)
         else:
             self.stats.commands.append(envelope)
 
@@ -353,6 +366,21 @@ class Agent:
         self._respond(command, ResponseStatus.DELIVERED)
         for listener in self.dispatch_listeners:
             listener(command)
+
+    def _roll_call(self, call: RollCall) -> None:
+        """A spot check: answer at once with the freshest fix, and a picture if asked."""
+        if self._now_ms() >= call.deadline_ms:
+            self._log.info("roll call %s arrived after its deadline", call.rollcall_id)
+            return
+        fix = self.latest_fix
+        self._guarded(
+            lambda: self.outbox.put(
+                RollCallAnswer(rollcall_id=call.rollcall_id, time_ms=self._now_ms(), fix=fix)
+            )
+        )
+        if call.want_snapshot:
+            for listener in self.snapshot_requests:
+                listener(call.rollcall_id)
 
     def answer_dispatch(self, status: ResponseStatus, *, reason: str | None = None) -> bool:
         """The volunteer accepted or declined the ringing dispatch (button, screen)."""
@@ -377,6 +405,8 @@ class Agent:
             reason=reason,
         )
         self._guarded(lambda: self.outbox.put(response))
+        for listener in self.answer_listeners:
+            listener(status)
 
     def apply_config(self, push: ConfigPush) -> None:
         self.policy = self.policy.updated(push)

@@ -40,6 +40,10 @@ config file (TOML; every key optional; options given on the command line win):
   [mcu]                          # shoulder light / body cam microcontroller, if fitted
   port = "/dev/ttyACM0"
   baud = 115200
+  [camera]                       # snapshots: a V4L2 device, rtsp:// or http:// URL, or a file
+  source = "/dev/video0"
+  periodic_s = 300               # a picture this often (and on scene change, SOS, dispatch)
+  bytes_per_hour = 2000000       # the 4G budget for pictures
 """
 
 POLICY_OPTIONS = {
@@ -78,6 +82,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--mcu", metavar="PORT", help="the shoulder light / body cam MCU's serial port (optional)"
     )
     p.add_argument("--mcu-baud", type=int, help="serial speed for --mcu (default 115200)")
+    p.add_argument(
+        "--camera",
+        metavar="SOURCE",
+        help="camera for snapshots: /dev/video0, an rtsp:// or http:// URL, or a video file",
+    )
     for option, (_, text) in POLICY_OPTIONS.items():
         p.add_argument(
             f"--{option.replace('_', '-')}", type=non_negative, dest=option, metavar="N", help=text
@@ -111,12 +120,16 @@ def resolve(args: argparse.Namespace) -> AgentConfig:
         mcu = dataclasses.replace(mcu, port=args.mcu)
     if args.mcu_baud is not None:
         mcu = dataclasses.replace(mcu, baud=args.mcu_baud)
+    camera = config.camera
+    if args.camera:
+        camera = dataclasses.replace(camera, source=args.camera)
     return AgentConfig(
         enrolment=args.enrolment or config.enrolment,
         data=args.data or config.data,
         source=source,
         policy=policy,
         mcu=mcu,
+        camera=camera,
     )
 
 
@@ -154,18 +167,36 @@ def run(args: argparse.Namespace) -> int:
         from .mcu import McuLink
 
         mcu = McuLink(agent, port=config.mcu.port, baudrate=config.mcu.baud)
+    camera = None
+    if config.camera.source:
+        # Imported only with a camera: OpenCV and numpy are most of a camera agent's memory.
+        from .camera.capture import Camera
+        from .camera.policy import SnapPolicy
+        from .camera.worker import CameraWorker
+
+        camera = CameraWorker(
+            agent,
+            Camera(source=config.camera.source, loop=Path(config.camera.source).is_file()),
+            policy=SnapPolicy(
+                periodic_s=config.camera.periodic_s, bytes_per_hour=config.camera.bytes_per_hour
+            ),
+        )
     stopped = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     agent.start()
     if mcu is not None:
         mcu.start()
+    if camera is not None:
+        camera.start()
     print(
         f"agent {device_id}: source {config.source.kind}, outbox {data}/outbox.db, "
         f"broker {enrolment.broker.host}:{enrolment.broker.port}",
         flush=True,
     )
     stopped.wait()
+    if camera is not None:
+        camera.close()
     if mcu is not None:
         mcu.close()
     agent.stop()

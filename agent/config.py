@@ -25,6 +25,11 @@ Every key is optional; errors name the file, the key and what is wrong. Example
     [mcu]                         # the shoulder light / body cam, if there is one
     port = "/dev/ttyACM0"
     baud = 115200
+
+    [camera]                      # snapshots, if there is a camera
+    source = "/dev/video0"        # or rtsp://..., or a video file
+    periodic_s = 300
+    bytes_per_hour = 2000000
 """
 
 from __future__ import annotations
@@ -63,12 +68,22 @@ class McuConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CameraConfig:
+    """The camera (none: no snapshots): a V4L2 device, an RTSP/HTTP URL or a video file."""
+
+    source: str | None = None
+    periodic_s: float = 300.0
+    bytes_per_hour: int = 2_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentConfig:
     enrolment: Path | None = None
     data: Path | None = None
     source: SourceConfig = field(default_factory=SourceConfig)
     policy: ReportingPolicy = field(default_factory=ReportingPolicy)
     mcu: McuConfig = field(default_factory=McuConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
 
 
 def _number(where: str, key: str, value: object, *, integer: bool = False) -> float:
@@ -147,6 +162,28 @@ def _mcu(where: str, doc: dict[str, Any]) -> McuConfig:
     return McuConfig(port=port, baud=baud)
 
 
+def _camera(where: str, doc: dict[str, Any]) -> CameraConfig:
+    for key in doc:
+        if key not in ("source", "periodic_s", "bytes_per_hour"):
+            raise ConfigError(
+                f"{where}: camera.{key}: unknown key (known: bytes_per_hour, periodic_s, source)"
+            )
+    source = doc.get("source")
+    if source is not None and (not isinstance(source, (str, int)) or source == ""):
+        raise ConfigError(f"{where}: camera.source: expected a device, URL or file")
+    periodic = _number(where, "camera.periodic_s", doc.get("periodic_s", 300.0))
+    budget = _number(
+        where, "camera.bytes_per_hour", doc.get("bytes_per_hour", 2_000_000), integer=True
+    )
+    if periodic <= 0 or budget <= 0:
+        raise ConfigError(f"{where}: camera: periodic_s and bytes_per_hour must be positive")
+    return CameraConfig(
+        source=None if source is None else str(source),
+        periodic_s=float(periodic),
+        bytes_per_hour=int(budget),
+    )
+
+
 def load_config(path: Path | None) -> AgentConfig:
     if path is None:
         return AgentConfig()
@@ -157,14 +194,14 @@ def load_config(path: Path | None) -> AgentConfig:
         raise ConfigError(f"{where}: cannot be read ({exc.strerror})") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{where}: not TOML ({exc})") from None
-    known = {"enrolment", "data", "source", "policy", "mcu"}
+    known = {"enrolment", "data", "source", "policy", "mcu", "camera"}
     for key in doc:
         if key not in known:
             raise ConfigError(f"{where}: {key}: unknown key (known: {', '.join(sorted(known))})")
     for key in ("enrolment", "data"):
         if key in doc and not isinstance(doc[key], str):
             raise ConfigError(f"{where}: {key}: expected a path")
-    for key in ("source", "policy", "mcu"):
+    for key in ("source", "policy", "mcu", "camera"):
         if key in doc and not isinstance(doc[key], dict):
             raise ConfigError(f"{where}: {key}: expected a table [{key}]")
     return AgentConfig(
@@ -173,4 +210,5 @@ def load_config(path: Path | None) -> AgentConfig:
         source=_source(where, doc.get("source", {})),
         policy=_policy(where, doc.get("policy", {})),
         mcu=_mcu(where, doc.get("mcu", {})),
+        camera=_camera(where, doc.get("camera", {})),
     )

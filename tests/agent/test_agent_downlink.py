@@ -17,6 +17,7 @@ from protocol import (
     IncidentKind,
     ResponseStatus,
     RollCall,
+    RollCallAnswer,
     ServerEndpoint,
     Setting,
     decode,
@@ -57,12 +58,31 @@ def test_a_config_push_changes_policy_and_disk_budget(parts) -> None:
     assert agent.outbox.budget_bytes == 8 * MB
 
 
-def test_a_broadcast_roll_call_to_its_unit_is_taken(parts) -> None:
+def test_a_broadcast_roll_call_is_answered_with_the_freshest_fix_and_a_picture(parts) -> None:
     agent, server, _ = parts
-    call = RollCall(rollcall_id="rc-1", sent_ms=T0, deadline_ms=T0 + 60_000)
+    asked: list[str] = []
+    agent.snapshot_requests.append(asked.append)
+    agent.sample()
+    call = RollCall(rollcall_id="rc-1", sent_ms=T0, deadline_ms=T0 + 60_000, want_snapshot=True)
     out = server.broadcast("futian", call, sent_ms=T0)
     agent._handle("msg", out.topic, out.payload)
-    assert [e.message for e in agent.stats.commands] == [call]
+    answers = [
+        m for m in (decode(i.payload).envelope.message for i in agent.outbox.next_items(10))
+        if isinstance(m, RollCallAnswer)
+    ]  # fmt: skip
+    assert [(a.rollcall_id, a.fix) for a in answers] == [("rc-1", agent.latest_fix)]
+    assert asked == ["rc-1"]
+
+
+def test_a_roll_call_past_its_deadline_is_not_answered(parts) -> None:
+    agent, server, _clock = parts
+    call = RollCall(rollcall_id="rc-2", sent_ms=T0 - 120_000, deadline_ms=T0 - 60_000)
+    out = server.broadcast("futian", call, sent_ms=T0)
+    agent._handle("msg", out.topic, out.payload)
+    assert not any(
+        isinstance(decode(i.payload).envelope.message, RollCallAnswer)
+        for i in agent.outbox.next_items(10)
+    )
 
 
 def test_a_forged_command_is_refused_and_counted(parts) -> None:

@@ -151,3 +151,20 @@ def test_mcu_from_file_and_option(tmp_path: Path) -> None:
     path.write_text("[mcu]\nspeed = 1\n")
     with pytest.raises(ConfigError, match=r"mcu\.speed"):
         load_config(path)
+
+
+def test_camera_from_file_and_option(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('[camera]\nsource = "/dev/video0"\nperiodic_s = 60\nbytes_per_hour = 500000\n')
+    config = resolve(parse("--config", str(path)))
+    assert (config.camera.source, config.camera.periodic_s, config.camera.bytes_per_hour) == (
+        "/dev/video0",
+        60.0,
+        500_000,
+    )
+    assert resolve(parse("--config", str(path), "--camera", "rtsp://cam/1")).camera.source == (
+        "rtsp://cam/1"
+    )
+    path.write_text("[camera]\nperiodic_s = 0\n")
+    with pytest.raises(ConfigError, match="must be positive"):
+        load_config(path)

@@ -48,10 +48,14 @@ from provisioning import Enrolment
 from yijing.mqtt import Backoff, MqttLink, NotConnected, Will
 
 from .errors import OutboxError
-from .outbox import Outbox
+from .outbox import Lane, Outbox
 from .policy import Reporter, ReportingPolicy
 
 MB = 1024 * 1024
+#: Snapshot frames on the wire at once. A picture ahead of an SOS in the TCP stream delays it
+#: by its own transmission time; one at a time bounds that delay to one picture
+#: (docs/benchmarks.md, "Slow link").
+SNAPSHOTS_IN_FLIGHT = 1
 
 
 class PositionSource(Protocol):
@@ -109,8 +113,8 @@ class Agent:
         self._inbox: queue.SimpleQueue[tuple[str, str, bytes] | Callable[[], object]] = (
             queue.SimpleQueue()
         )
-        # seq -> (when sent, which connection it went out on)
-        self._inflight: dict[int, tuple[float, int]] = {}
+        # seq -> (when sent, which connection it went out on, lane)
+        self._inflight: dict[int, tuple[float, int, Lane]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_heartbeat = 0.0
@@ -267,7 +271,7 @@ class Agent:
             return
         now = self._clock()
         timeout = self.policy.ack_timeout_s
-        late = {s for s, (t, _) in self._inflight.items() if now - t >= timeout}
+        late = {s for s, (t, _, _) in self._inflight.items() if now - t >= timeout}
         for seq in late:
             del self._inflight[seq]
         room = self.window - len(self._inflight)
@@ -276,14 +280,19 @@ class Agent:
         connection = self.link.connects
         # Lazily: each frame goes on the wire as soon as it is sealed, so after a day offline
         # the newest fix is not kept waiting while the rest of the window is sealed.
-        items = self.outbox.iter_items(room, exclude=set(self._inflight))
+        pictures = sum(1 for _, _, lane in self._inflight.values() if lane is Lane.SNAPSHOT)
+        items = self.outbox.iter_items(
+            room,
+            exclude=set(self._inflight),
+            lane_room={Lane.SNAPSHOT: SNAPSHOTS_IN_FLIGHT - pictures},
+        )
         try:
             for item in items:
                 try:
                     self.link.publish(item.topic, item.payload, qos=1)
                 except NotConnected:
                     return  # what was sealed stays in the outbox, to go out on reconnect
-                self._inflight[item.seq] = (now, connection)
+                self._inflight[item.seq] = (now, connection, item.lane)
                 self.stats.published += 1
                 if item.seq in late:
                     self.stats.resent += 1
@@ -319,7 +328,7 @@ class Agent:
             # A new connection: what went out on an older one may be lost with it; send again,
             # and say at once that we are here.
             connection = int(topic)
-            stale = [s for s, (_, c) in self._inflight.items() if c < connection]
+            stale = [s for s, (_, c, _) in self._inflight.items() if c < connection]
             for seq in stale:
                 del self._inflight[seq]
             self._next_heartbeat = self._clock()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from collections.abc import Callable, Collection, Generator
+from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -429,7 +429,11 @@ class Outbox:
         return list(self.iter_items(limit, exclude=exclude))
 
     def iter_items(
-        self, limit: int, *, exclude: Collection[int] = frozenset()
+        self,
+        limit: int,
+        *,
+        exclude: Collection[int] = frozenset(),
+        lane_room: Mapping[Lane, int] | None = None,
     ) -> Generator[Item, None, None]:
         """Up to ``limit`` frames to send now, by lane priority, skipping ``exclude``.
 
@@ -437,7 +441,8 @@ class Outbox:
         now from the backlog. So a reconnect after a day offline sends the urgent frames, then
         the newest fix, then the day oldest first in batches, then the snapshots. Lazy: each
         frame is sealed (one synced transaction) only when the caller asks for it, so the
-        first can be on the wire before the rest of the window is sealed.
+        first can be on the wire before the rest of the window is sealed. ``lane_room`` caps
+        how many frames a lane may give (the agent keeps one snapshot on the wire at a time).
         """
         # Counts evicted but never reported (the process died between an eviction's commit and
         # its report, or sealing the report was refused): report them now, or never.
@@ -448,18 +453,22 @@ class Outbox:
             self._report_evictions()
         given = 0
         for lane in Lane:
+            room = (lane_room or {}).get(lane, limit)
+            if room <= 0:
+                continue
+            lane_limit = min(limit, given + room)
             order = "DESC" if lane is Lane.LIVE else "ASC"
             sealed = self._conn.execute(
                 f"SELECT seq, topic, payload FROM items WHERE lane=? ORDER BY seq {order}",
                 (int(lane),),
             ).fetchall()
             for seq, topic, payload in sealed:
-                if given >= limit:
-                    return
+                if given >= lane_limit:
+                    break
                 if seq not in exclude:
                     given += 1
                     yield Item(seq, lane, topic, payload)
-            while given < limit:
+            while given < lane_limit:
                 item = self._seal_from_backlog(lane)
                 if item is None:
                     break

@@ -221,3 +221,15 @@ def test_the_byte_count_always_equals_what_is_stored(box: Outbox) -> None:
     box.budget_bytes = actual() // 3
     box.record_fix(fix(400))
     assert box.bytes_used() == actual()
+
+
+def test_a_lane_can_be_limited_to_what_may_be_on_the_wire(box: Outbox) -> None:
+    for k in range(5):
+        box.record_snapshot(snapshot(k))
+    box.record_fix(fix(0))
+    items = list(box.iter_items(64, lane_room={Lane.SNAPSHOT: 1}))
+    assert [i.lane for i in items] == [Lane.LIVE, Lane.SNAPSHOT]
+    assert box.counters()["backlog_snapshots"] == 4  # the rest stay unsealed, evictable
+    assert (
+        list(box.iter_items(64, exclude={i.seq for i in items}, lane_room={Lane.SNAPSHOT: 0})) == []
+    )

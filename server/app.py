@@ -199,6 +199,9 @@ class Server:
         for trigger, days in self.config.snapshot_retention_days:
             for sha in self.store.expire_snapshots(trigger, now_ms - int(days * 86_400_000)):
                 removed += self.snapshot_files.delete(sha)
+        removed += self.snapshot_files.remove_orphans(
+            self.store.snapshot_hashes(), older_than_s=86_400
+        )
         return removed
 
     async def _retention_loop(self) -> None:

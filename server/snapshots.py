@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -53,3 +54,14 @@ class SnapshotFiles:
 
     def names(self) -> set[str]:
         return {p.stem for p in self.root.glob("*/*/*.jpg")}
+
+    def remove_orphans(self, referenced: set[str], *, older_than_s: float) -> int:
+        """Delete files no snapshot refers to (a crash between file and transaction), once
+        they are older than ``older_than_s`` (so none is raced while being recorded)."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in self.root.glob("*/*/*.jpg"):
+            if path.stem not in referenced and path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed

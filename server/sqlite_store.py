@@ -338,15 +338,23 @@ class SqliteStore:
         )
         return _snapshot(rows[0]) if rows else None
 
+    def snapshot_hashes(self) -> set[str]:
+        return {str(r[0]) for r in self._read("SELECT DISTINCT sha256 FROM snapshots")}
+
     def expire_snapshots(self, trigger: str, before_ms: int) -> list[str]:
         with self._lock, transaction(self._conn, StoreError, "expire snapshots"):
-            gone = {
-                str(r[0])
-                for r in self._conn.execute(
-                    "DELETE FROM snapshots WHERE trigger=? AND captured_ms<? RETURNING sha256",
-                    (trigger, before_ms),
-                )
-            }
+            expired = self._conn.execute(
+                "DELETE FROM snapshots WHERE trigger=? AND captured_ms<? "
+                "RETURNING device_id, seq, sha256",
+                (trigger, before_ms),
+            ).fetchall()
+            # The frame held the picture too: empty it, so retention really removes the
+            # picture. Its digest stays, so the checkpoint still shows what was there.
+            self._conn.executemany(
+                "UPDATE frames SET payload=x'' WHERE device_id=? AND seq=?",
+                [(device, seq) for device, seq, _ in expired],
+            )
+            gone = {str(sha) for _, _, sha in expired}
             still = (
                 {
                     str(r[0])

@@ -140,6 +140,10 @@ class Store(Protocol):
         """Any stored snapshot with this content (the newest)."""
         ...
 
+    def snapshot_hashes(self) -> set[str]:
+        """Every picture some stored snapshot refers to."""
+        ...
+
     def expire_snapshots(self, trigger: str, before_ms: int) -> list[str]:
         """Forget snapshots of ``trigger`` captured before ``before_ms``; return the hashes
         no snapshot refers to any more (their files may go)."""

@@ -105,6 +105,9 @@ def test_retention_depends_on_why_the_picture_was_taken(rig: Rig) -> None:
     )  # fmt: skip
     gone = rig.store.expire_snapshots("periodic", T0 - 7 * DAY_MS)
     assert gone == [routine.sha256.hex()]  # the shared picture is still referenced
+    # The expired frames no longer hold the pictures either; the others still do.
+    assert rig.store.frame("alice", 1) == b"" and rig.store.frame("alice", 3) == b""
+    assert decode(rig.store.frame("alice", 2)).envelope.message == evidence
     assert {m.trigger for m in rig.store.snapshots("alice")} == {"event", "request"}
 
 
@@ -143,3 +146,17 @@ def test_snapshot_files_are_served_to_officers_only(rig: Rig, tmp_path: Path) ->
             assert meta["sha256"] == sha and meta["trigger"] == "periodic"
 
     asyncio.run(body())
+
+
+def test_orphan_files_from_a_crash_are_removed_once_old(rig: Rig) -> None:
+    import os
+    import time
+
+    kept = snap(8)
+    rig.send(rig.alice.frame(kept, 1))
+    orphan = rig.files.put("ab" * 32, b"\xff\xd8orphan")  # written, then the server died
+    assert rig.files.remove_orphans(rig.store.snapshot_hashes(), older_than_s=3600) == 0
+    old = time.time() - 7200
+    os.utime(orphan, (old, old))
+    assert rig.files.remove_orphans(rig.store.snapshot_hashes(), older_than_s=3600) == 1
+    assert rig.files.names() == {kept.sha256.hex()}

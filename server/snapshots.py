@@ -4,7 +4,9 @@ Layout: ``<root>/<aa>/<bb>/<sha256 hex>.jpg``. A file is written (temporary name
 rename) before the database transaction that records its metadata: if the server dies in
 between, the file is an orphan that retention removes, never a row without its file.
 Metadata lives in the store (``snapshots`` table); the frame itself stays in ``frames`` as the
-terminal sealed it, because proving a snapshot's origin needs those exact bytes.
+terminal sealed it, because proving a snapshot's origin needs those exact bytes. So a picture
+is held twice until retention, which deletes the file and empties the frame (its digest stays
+in the checkpoint, so what was there can still be named).
 """
 
 from __future__ import annotations

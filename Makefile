@@ -32,6 +32,8 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/protocol_bench.py
 	$(BIN)/python bench/agent_bench.py
+	$(BIN)/python bench/camera_bench.py
+	$(BIN)/python bench/slow_link_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

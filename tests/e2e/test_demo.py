@@ -1,0 +1,57 @@
+"""`make demo` keeps working: `yijing demo` starts a broker, the server and a fleet, and the
+dashboard's API shows the terminals moving."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_fleet_moves_on_the_api(tmp_path: Path) -> None:
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "yijing.cli", "demo", "--terminals", "4", "--port", "0",
+             "--interval", "0.5", "--data", str(tmp_path / "var")],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: "dashboard:" in log.read_text(), 60, "the dashboard link")
+            link = re.search(r"dashboard: (http://\S+)/login\?token=(\S+)", log.read_text())
+            assert link, log.read_text()
+            base, token = link.group(1), link.group(2)
+
+            def terminals() -> list[dict]:
+                request = urllib.request.Request(
+                    base + "/api/v1/terminals", headers={"Authorization": f"Bearer {token}"}
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return json.load(response)["terminals"]
+
+            wait_until(
+                lambda: sum(1 for t in terminals() if t["fix"]) == 4, 60, "four terminals placed"
+            )
+            before = {t["device"]: (t["fix"]["lat"], t["fix"]["lon"]) for t in terminals()}
+            time.sleep(3)
+            after = {t["device"]: (t["fix"]["lat"], t["fix"]["lon"]) for t in terminals()}
+            assert any(before[d] != after[d] for d in before), "nobody moved"
+        finally:
+            demo.send_signal(signal.SIGINT)
+            try:
+                assert demo.wait(30) == 0, log.read_text()
+            finally:
+                if demo.poll() is None:
+                    demo.kill()
+                    demo.wait(10)

@@ -38,6 +38,7 @@ class TerminalState:
             "battery_pct": self.battery_pct,
             "clock_skew_ms": self.clock_skew_ms,
             "snapshot": self.snapshot,
+            "fix": None,  # always present: API clients need not test for the key
         }
         if self.fix is not None:
             f = self.fix

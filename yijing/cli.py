@@ -87,6 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             http_host=args.host,
             http_port=args.port,
             interval_s=args.interval,
+            cameras=args.cameras,
         )
     )
 
@@ -209,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=port, default=8080, help="HTTP port (default: 8080)")
     p.add_argument(
         "--interval", type=positive, default=2.0, help="seconds between fixes (default: 2)"
+    )
+    p.add_argument(
+        "--cameras",
+        type=int,
+        default=6,
+        help="how many terminals also send camera pictures from a generated clip (default: 6)",
     )
     p.set_defaults(func=cmd_demo)
 

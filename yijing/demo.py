@@ -66,8 +66,51 @@ def _enrolment(server: Server, agents_dir: Path, index: int) -> Enrolment:
     return enrolment
 
 
+def _camera_video(path: Path, seed: int) -> Path:
+    """A short looping "body cam" clip for a demo terminal: a street of moving shapes with a
+    caption, made with OpenCV once and kept. The pictures the map shows are real JPEGs
+    captured from it, as from a real camera."""
+    import cv2
+    import numpy as np
+
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    width, height, frames = 320, 180, 120
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (width, height))
+    base = rng.integers(40, 120, size=3).tolist()
+    try:
+        for i in range(frames):
+            frame = np.full((height, width, 3), base, np.uint8)
+            cv2.rectangle(frame, (0, 120), (width, height), (60, 60, 60), -1)  # the street
+            for k in range(4):
+                x = int((i * (3 + k) + k * 80) % (width + 40)) - 20
+                colour = [int(c) for c in rng.integers(60, 255, size=3)]
+                cv2.circle(frame, (x, 130 + 10 * k), 10 + 2 * k, colour, -1)
+            cv2.putText(
+                frame,
+                f"ft-{seed + 1:04d}",
+                (8, 24),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.6,
+                (255, 255, 255),
+                1,
+            )
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path
+
+
 async def run_demo(
-    data_dir: Path, *, terminals: int, http_host: str, http_port: int, interval_s: float
+    data_dir: Path,
+    *,
+    terminals: int,
+    http_host: str,
+    http_port: int,
+    interval_s: float,
+    cameras: int = 0,
 ) -> None:
     server = Server(
         ServerConfig(data_dir=data_dir / "server", http_host=http_host, http_port=http_port)
@@ -76,6 +119,7 @@ async def run_demo(
     token = secrets.token_urlsafe(16)
     server.auth.add(token, Principal("demo officer", Role.OFFICER))
     agents: list[Agent] = []
+    workers: list[object] = []
     agents_dir = data_dir / "agents"
     try:
         for i in range(terminals):
@@ -94,12 +138,30 @@ async def run_demo(
             )
             agent.start()
             agents.append(agent)
-        print(f"yijing demo: {terminals} simulated terminals reporting every {interval_s:g}s")
+            if i < cameras:
+                from agent.camera.capture import Camera
+                from agent.camera.policy import SnapPolicy
+                from agent.camera.worker import CameraWorker
+
+                video = _camera_video(data_dir / "cameras" / f"ft-{i + 1:04d}.avi", i)
+                worker = CameraWorker(
+                    agent,
+                    Camera(source=video, loop=True),
+                    policy=SnapPolicy(periodic_s=30, min_interval_s=10),
+                    frame_interval_s=1.0,
+                )
+                worker.start()
+                workers.append(worker)
+        print(
+            f"yijing demo: {terminals} simulated terminals reporting every {interval_s:g}s, "
+            f"{min(cameras, terminals)} with a camera"
+        )
         print(f"  broker:    {server.broker_address}")
         print(f"  store:     {server.store.path}")
         print(f"  dashboard: {server.url}/login?token={token}")
         print("Press Ctrl-C to stop.", flush=True)
         await asyncio.Event().wait()
     finally:
+        await asyncio.gather(*(asyncio.to_thread(w.close) for w in workers))  # type: ignore[attr-defined]
         await asyncio.gather(*(asyncio.to_thread(a.stop) for a in agents))
         await server.stop()

@@ -19,12 +19,12 @@ from tests.helpers import wait_until
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_fleet_moves_on_the_api(tmp_path: Path) -> None:
+def test_demo_fleet_moves_and_sends_pictures(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
     with log.open("w") as out:
         demo = subprocess.Popen(
             [sys.executable, "-m", "yijing.cli", "demo", "--terminals", "4", "--port", "0",
-             "--interval", "0.5", "--data", str(tmp_path / "var")],
+             "--interval", "0.5", "--cameras", "1", "--data", str(tmp_path / "var")],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
@@ -47,6 +47,8 @@ def test_demo_fleet_moves_on_the_api(tmp_path: Path) -> None:
             time.sleep(3)
             after = {t["device"]: (t["fix"]["lat"], t["fix"]["lon"]) for t in terminals()}
             assert any(before[d] != after[d] for d in before), "nobody moved"
+            # The one terminal with a camera shows a picture.
+            wait_until(lambda: any(t.get("snapshot") for t in terminals()), 60, "a camera picture")
         finally:
             demo.send_signal(signal.SIGINT)
             try:

@@ -109,7 +109,7 @@ def test_snapshot_is_sorted_and_json_shaped(live: LiveState) -> None:
     live.apply([accepted("b", 1, pos(T0)), accepted("a", 1, Presence(kind=PresenceKind.HEARTBEAT))])
     docs = live.snapshot()
     assert [d["device"] for d in docs] == ["a", "b"]
-    assert "fix" not in docs[0]
+    assert docs[0]["fix"] is None  # no fix yet: the key is there, null
     assert set(docs[1]["fix"]) == {
         "time_ms",
         "lat",
@@ -147,7 +147,7 @@ def test_load_rebuilds_from_the_store(tmp_path: Path) -> None:
     assert docs["alice"]["fix"]["lat"] == 5.0  # newest by fix time, not by arrival
     assert docs["alice"]["last_seen_ms"] == T0 + 51_000
     assert docs["bob"]["fix"]["lat"] == 7.0
-    assert "fix" not in docs["idle"]
+    assert docs["idle"]["fix"] is None
     assert not any(d["online"] for d in docs.values())  # nobody has spoken since the restart
 
     # After loading, an older fix still does not move the marker back.

@@ -226,24 +226,16 @@ class Agent:
         return seq
 
     def check_in(self, shift_id: str) -> int:
-        return self.outbox.put(
-            Presence(
-                kind=PresenceKind.CHECK_IN,
-                shift_id=shift_id,
-                fix=self.latest_fix,
-                clock_skew_ms=self.clock_skew_ms,
-            )
-        )
+        return self._shift(PresenceKind.CHECK_IN, shift_id)
 
     def check_out(self, shift_id: str) -> int:
-        return self.outbox.put(
-            Presence(
-                kind=PresenceKind.CHECK_OUT,
-                shift_id=shift_id,
-                fix=self.latest_fix,
-                clock_skew_ms=self.clock_skew_ms,
-            )
+        return self._shift(PresenceKind.CHECK_OUT, shift_id)
+
+    def _shift(self, kind: PresenceKind, shift_id: str) -> int:
+        presence = Presence(
+            kind=kind, shift_id=shift_id, fix=self.latest_fix, clock_skew_ms=self.clock_skew_ms
         )
+        return self.outbox.put(presence)
 
     def _guarded(self, action: Callable[[], object]) -> None:
         """Run one step; a refusal is logged (once per kind) and the loop goes on.

@@ -8,7 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
-from yijing.argtypes import latlon, non_negative
+from yijing.argtypes import baud, latlon, non_negative
 
 from .config import AgentConfig, ConfigError, SourceConfig, load_config, parse_hostport
 
@@ -77,11 +77,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="LAT,LON",
         help="simulate a volunteer walking around this point",
     )
-    p.add_argument("--baud", type=int, help="serial speed for --nmea (default 9600)")
+    p.add_argument("--baud", type=baud, help="serial speed for --nmea (default 9600)")
     p.add_argument(
         "--mcu", metavar="PORT", help="the shoulder light / body cam MCU's serial port (optional)"
     )
-    p.add_argument("--mcu-baud", type=int, help="serial speed for --mcu (default 115200)")
+    p.add_argument("--mcu-baud", type=baud, help="serial speed for --mcu (default 115200)")
     p.add_argument(
         "--camera",
         metavar="SOURCE",

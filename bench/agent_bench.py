@@ -64,6 +64,7 @@ from typing import Any
 
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from machine_info import cpu_model
 
 from agent.agent import Agent
 from agent.outbox import Outbox
@@ -117,14 +118,7 @@ def _filesystem(path: Path) -> str:
 
 
 def machine(work: Path) -> list[str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next(
-                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     mosquitto = find_mosquitto()
     mosq_version = "not installed"
     if mosquitto is not None:
@@ -138,11 +132,15 @@ def machine(work: Path) -> list[str]:
     repo = Path(__file__).resolve().parents[1]
     git = subprocess.run(
         ["git", "-C", str(repo), "log", "-1", "--format=%h %cd", "--date=short"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     dirty = subprocess.run(
         ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     changed = [line[3:] for line in dirty.stdout.splitlines()]
     code = git.stdout.strip() or "not a git checkout"
@@ -315,9 +313,7 @@ def bench_appends(work: Path, total: int, rounds: int) -> AppendResult:
     def raw_job(conn: sqlite3.Connection) -> Callable[[int], None]:
         def job(k: int) -> None:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "INSERT INTO backlog(kind, time_ms, body) VALUES (?,?,?)", (1, k, body)
-            )
+            conn.execute("INSERT INTO backlog(kind, time_ms, body) VALUES (?,?,?)", (1, k, body))
             conn.execute("COMMIT")
 
         return job
@@ -330,7 +326,7 @@ def bench_appends(work: Path, total: int, rounds: int) -> AppendResult:
     ]
     for r in range(rounds):
         # Rotate the order each round: no figure always runs first (or after the fast one).
-        order = jobs[r % len(jobs):] + jobs[: r % len(jobs)]
+        order = jobs[r % len(jobs) :] + jobs[: r % len(jobs)]
         for name, job in order:
             begin = time.perf_counter()
             for k in range(cursor, cursor + per_round):
@@ -673,12 +669,18 @@ def agent_command(enrolment: Path, data: Path) -> list[str]:
     return [
         *head,
         "agent",
-        "--enrolment", str(enrolment),
-        "--data", str(data),
-        "--simulate", f"{POST[0]},{POST[1]}",
-        "--interval-moving", "1",
-        "--interval-still", "1",
-        "--min-distance", "0",
+        "--enrolment",
+        str(enrolment),
+        "--data",
+        str(data),
+        "--simulate",
+        f"{POST[0]},{POST[1]}",
+        "--interval-moving",
+        "1",
+        "--interval-still",
+        "1",
+        "--min-distance",
+        "0",
     ]
 
 
@@ -853,7 +855,10 @@ def diagnose_imports(work: Path, command: list[str]) -> ImportDiagnosis:
     for mode in ("rss", "heap"):
         probe = subprocess.run(
             [sys.executable, "-c", _IMPORT_PROBE, json.dumps(names), mode],
-            capture_output=True, text=True, check=True, cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=repo,
         )
         runs[mode] = json.loads(probe.stdout)
     costs: dict[str, PackageCost] = {}
@@ -917,33 +922,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         "core.\nNeeds Mosquitto (and mosquitto-clients for the broker reference).",
     )
     parser.add_argument(
-        "--appends", type=int, default=3000, metavar="N",
+        "--appends",
+        type=int,
+        default=3000,
+        metavar="N",
         help="durable appends timed per figure in part 1 (default: %(default)s)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=10, metavar="R",
+        "--rounds",
+        type=int,
+        default=10,
+        metavar="R",
         help="part 1 interleaves its figures in R rounds of N/R appends (default: %(default)s)",
     )
     parser.add_argument(
-        "--hours", type=float, default=24.0,
+        "--hours",
+        type=float,
+        default=24.0,
         help="hours of backlog: a fix per 5 s, a snapshot per minute (default: %(default)s)",
     )
     parser.add_argument(
-        "--reconnects", type=int, default=4, metavar="K",
+        "--reconnects",
+        type=int,
+        default=4,
+        metavar="K",
         help="reconnects with the day's backlog, besides the drain run (default: %(default)s)",
     )
     parser.add_argument(
-        "--footprint-seconds", type=float, default=60.0, metavar="S",
-        help="run the agent subprocess this long at 1 fix/s; 0 skips part 4 "
-        "(default: %(default)s)",
+        "--footprint-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="run the agent subprocess this long at 1 fix/s; 0 skips part 4 (default: %(default)s)",
     )
     parser.add_argument(
-        "--offline-seconds", type=float, default=10.0, metavar="S",
+        "--offline-seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
         help="then run it this long with its broker unreachable, for its CPU while offline; "
         "0 skips (default: %(default)s)",
     )
     parser.add_argument(
-        "--dir", type=Path, default=None,
+        "--dir",
+        type=Path,
+        default=None,
         help="work folder, on the disk to measure (default: a new folder under the system "
         "temporary directory, removed afterwards)",
     )
@@ -995,43 +1018,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         drain = bench_drain(work, st, broker, args.hours)
         reference = broker_reference(work, broker, drain.frame_sizes)
-        print(f"\n2. a {args.hours:g} h backlog: {drain.fixes:,} fixes + {drain.snapshots:,} "
-              f"synthetic {SNAPSHOT_BYTES // 1024} KB snapshots")
-        print(f"recorded offline in {drain.record_s:.1f} s "
-              f"({(drain.fixes + drain.snapshots) / drain.record_s:,.0f} appends/s), "
-              f"backlog {drain.backlog_mb:.1f} MB")
-        print(f"connect (agent.start to CONNACK) {drain.connect_s * 1000:.0f} ms; newest fix "
-              f"stored {drain.newest_s:.2f} s after connect")
-        print(f"drained (outbox empty) {drain.drain_s:.1f} s after connect: {drain.frames:,} "
-              f"frames, {drain.frame_bytes / MB:.1f} MB "
-              f"({drain.frames / drain.drain_s:,.0f} frames/s, "
-              f"{drain.frame_bytes / MB / drain.drain_s:.2f} MB/s)")
-        print(f"fixes stored at the server {drain.stored_fixes:,} (expected {drain.fixes:,}); "
-              f"agent published {drain.published:,} (resent {drain.resent}); server duplicates "
-              f"{drain.duplicates}, ingest batches {drain.server_batches:,}, acks {drain.acks:,}")
+        print(
+            f"\n2. a {args.hours:g} h backlog: {drain.fixes:,} fixes + {drain.snapshots:,} "
+            f"synthetic {SNAPSHOT_BYTES // 1024} KB snapshots"
+        )
+        print(
+            f"recorded offline in {drain.record_s:.1f} s "
+            f"({(drain.fixes + drain.snapshots) / drain.record_s:,.0f} appends/s), "
+            f"backlog {drain.backlog_mb:.1f} MB"
+        )
+        print(
+            f"connect (agent.start to CONNACK) {drain.connect_s * 1000:.0f} ms; newest fix "
+            f"stored {drain.newest_s:.2f} s after connect"
+        )
+        print(
+            f"drained (outbox empty) {drain.drain_s:.1f} s after connect: {drain.frames:,} "
+            f"frames, {drain.frame_bytes / MB:.1f} MB "
+            f"({drain.frames / drain.drain_s:,.0f} frames/s, "
+            f"{drain.frame_bytes / MB / drain.drain_s:.2f} MB/s)"
+        )
+        print(
+            f"fixes stored at the server {drain.stored_fixes:,} (expected {drain.fixes:,}); "
+            f"agent published {drain.published:,} (resent {drain.resent}); server duplicates "
+            f"{drain.duplicates}, ingest batches {drain.server_batches:,}, acks {drain.acks:,}"
+        )
         print("busy during the drain (threads overlap, one process):")
         for label, b in sorted(drain.busy.items()):
             if b.calls:
-                print(f"  {label}: {b.seconds:.1f} s, {b.calls:,} calls, "
-                      f"{b.seconds / b.calls * 1000:.1f} ms each")
+                print(
+                    f"  {label}: {b.seconds:.1f} s, {b.calls:,} calls, "
+                    f"{b.seconds / b.calls * 1000:.1f} ms each"
+                )
         if reference.seconds is None:
             print(f"broker reference: {reference.note}")
         else:
             net = reference.net_seconds or 1e-6
-            print(f"broker reference (mosquitto_pub -l -q 1 -> mosquitto_sub -q 1 -C "
-                  f"{reference.messages}, same sizes): {reference.seconds:.2f} s, of which "
-                  f"{reference.fixed_seconds:.2f} s is what one message takes (start, connect, "
-                  f"close); the rest: {reference.messages / net:,.0f} msg/s, "
-                  f"{reference.megabytes / net:.0f} MB/s")
+            print(
+                f"broker reference (mosquitto_pub -l -q 1 -> mosquitto_sub -q 1 -C "
+                f"{reference.messages}, same sizes): {reference.seconds:.2f} s, of which "
+                f"{reference.fixed_seconds:.2f} s is what one message takes (start, connect, "
+                f"close); the rest: {reference.messages / net:,.0f} msg/s, "
+                f"{reference.megabytes / net:.0f} MB/s"
+            )
         sys.stdout.flush()
 
         # 3 ----------------------------------------------------------------------------------
-        rc = bench_reconnect(
-            work, st, broker, drain.template, drain.newest_ms, args.reconnects
-        )
+        rc = bench_reconnect(work, st, broker, drain.template, drain.newest_ms, args.reconnects)
         newest = [drain.newest_s, *rc]
-        print(f"\n3. reconnect with the day's backlog -> newest fix stored, {len(newest)} runs: "
-              + ", ".join(f"{s:.2f}" for s in newest) + " s")
+        print(
+            f"\n3. reconnect with the day's backlog -> newest fix stored, {len(newest)} runs: "
+            + ", ".join(f"{s:.2f}" for s in newest)
+            + " s"
+        )
         sys.stdout.flush()
 
         # 4 ----------------------------------------------------------------------------------
@@ -1044,45 +1082,61 @@ def main(argv: Sequence[str] | None = None) -> int:
             diagnosis = diagnose_imports(work, agent_command(enrolment, work / "bench-import"))
             f = footprint
             print(f"\n4. footprint: {' '.join(short(c) for c in f.command)}")
-            print(f"{f.seconds:.0f} s, steady state after {f.warmup_s:.0f} s: RSS median "
-                  f"{f.rss_mb:.1f} MB (max {f.rss_max_mb:.1f}, peak VmHWM {f.hwm_mb:.1f}; "
-                  f"anonymous {f.anon_mb:.1f} + file-backed {f.file_mb:.1f}), CPU {f.cpu_pct:.2f} "
-                  f"% of one core, {f.threads} threads; {f.fixes} fixes stored "
-                  f"({f.fixes / f.seconds:.2f}/s)")
-            print("largest resident mappings (kB): "
-                  + ", ".join(f"{name} {kb:,}" for name, kb in f.mappings))
+            print(
+                f"{f.seconds:.0f} s, steady state after {f.warmup_s:.0f} s: RSS median "
+                f"{f.rss_mb:.1f} MB (max {f.rss_max_mb:.1f}, peak VmHWM {f.hwm_mb:.1f}; "
+                f"anonymous {f.anon_mb:.1f} + file-backed {f.file_mb:.1f}), CPU {f.cpu_pct:.2f} "
+                f"% of one core, {f.threads} threads; {f.fixes} fixes stored "
+                f"({f.fixes / f.seconds:.2f}/s)"
+            )
+            print(
+                "largest resident mappings (kB): "
+                + ", ".join(f"{name} {kb:,}" for name, kb in f.mappings)
+            )
             d = diagnosis
-            print(f"where the memory goes: a bare interpreter {d.interpreter_kb / 1024:.1f} MB; "
-                  f"importing what the agent imports ({d.modules} modules, in its order) "
-                  f"{d.imported_kb / 1024:.1f} MB; running adds "
-                  f"{f.rss_mb - d.imported_kb / 1024:.1f} MB")
+            print(
+                f"where the memory goes: a bare interpreter {d.interpreter_kb / 1024:.1f} MB; "
+                f"importing what the agent imports ({d.modules} modules, in its order) "
+                f"{d.imported_kb / 1024:.1f} MB; running adds "
+                f"{f.rss_mb - d.imported_kb / 1024:.1f} MB"
+            )
             print("| package | + RSS MB | + Python heap MB | modules | import ms |")
             print("|---|---:|---:|---:|---:|")
             shown = [c for c in d.packages if c.rss_kb >= 256]
             rest = [c for c in d.packages if c.rss_kb < 256]
             for c in shown:
                 kind = " (stdlib)" if c.package in sys.stdlib_module_names else ""
-                print(f"| {c.package}{kind} | {c.rss_kb / 1024:+.1f} | {c.heap / MB:+.1f} "
-                      f"| {c.modules} | {c.import_us / 1000:.0f} |")
-            print(f"| {len(rest)} others, under 0.25 MB each | "
-                  f"{sum(c.rss_kb for c in rest) / 1024:+.1f} "
-                  f"| {sum(c.heap for c in rest) / MB:+.1f} | {sum(c.modules for c in rest)} "
-                  f"| {sum(c.import_us for c in rest) / 1000:.0f} |")
-            print("the same growth by import line of yijing's own code (the module with "
-                  "everything it brought in that was not loaded yet):")
+                print(
+                    f"| {c.package}{kind} | {c.rss_kb / 1024:+.1f} | {c.heap / MB:+.1f} "
+                    f"| {c.modules} | {c.import_us / 1000:.0f} |"
+                )
+            print(
+                f"| {len(rest)} others, under 0.25 MB each | "
+                f"{sum(c.rss_kb for c in rest) / 1024:+.1f} "
+                f"| {sum(c.heap for c in rest) / MB:+.1f} | {sum(c.modules for c in rest)} "
+                f"| {sum(c.import_us for c in rest) / 1000:.0f} |"
+            )
+            print(
+                "the same growth by import line of yijing's own code (the module with "
+                "everything it brought in that was not loaded yet):"
+            )
             print("| importer | imports | + RSS MB | modules |")
             print("|---|---|---:|---:|")
             for importer, imported, kb, count in d.edges[:10]:
                 print(f"| {importer} | {imported} | {kb / 1024:+.1f} | {count} |")
-            print(f"`yijing agent` imports from {', '.join(FORBIDDEN)}: "
-                  + (", ".join(d.forbidden) or "none"))
+            print(
+                f"`yijing agent` imports from {', '.join(FORBIDDEN)}: "
+                + (", ".join(d.forbidden) or "none")
+            )
         offline: OfflineResult | None = None
         if args.offline_seconds:
             offline = bench_offline(work, args.offline_seconds)
             o = offline
-            print(f"\n4b. the same agent, broker unreachable, {o.seconds:.0f} s: CPU "
-                  f"{o.cpu_pct:.2f} % of one core, RSS {o.rss_mb:.1f} MB, {o.backlog_fixes} fixes "
-                  "waiting in its backlog")
+            print(
+                f"\n4b. the same agent, broker unreachable, {o.seconds:.0f} s: CPU "
+                f"{o.cpu_pct:.2f} % of one core, RSS {o.rss_mb:.1f} MB, {o.backlog_fixes} fixes "
+                "waiting in its backlog"
+            )
 
         # summary ----------------------------------------------------------------------------
         record_rate = appends.rate(RECORD_FIX, n)
@@ -1090,35 +1144,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nsummary")
         print("| measure | figure | target | verdict | same-run reference |")
         print("|---|---:|---:|---|---|")
-        print(f"| durable appends/s, record_fix | {record_rate:,.0f} | >= {TARGET_APPENDS:,} "
-              f"| {verdict(record_rate >= TARGET_APPENDS)} | raw SQLite FULL {raw_rate:,.0f}/s "
-              f"(record_fix {record_rate / raw_rate:.0%} of it) |")
-        print(f"| durable appends/s, put(Position) | {put_rate:,.0f} | >= {TARGET_APPENDS:,} "
-              f"| {verdict(put_rate >= TARGET_APPENDS)} | {put_rate / raw_rate:.0%} of raw |")
+        print(
+            f"| durable appends/s, record_fix | {record_rate:,.0f} | >= {TARGET_APPENDS:,} "
+            f"| {verdict(record_rate >= TARGET_APPENDS)} | raw SQLite FULL {raw_rate:,.0f}/s "
+            f"(record_fix {record_rate / raw_rate:.0%} of it) |"
+        )
+        print(
+            f"| durable appends/s, put(Position) | {put_rate:,.0f} | >= {TARGET_APPENDS:,} "
+            f"| {verdict(put_rate >= TARGET_APPENDS)} | {put_rate / raw_rate:.0%} of raw |"
+        )
         ref_text = (
             f"mosquitto_pub→sub, same {reference.messages:,} messages and sizes: "
             f"{reference.seconds:.2f} s ({reference.fixed_seconds:.2f} s of it for one message)"
-            if reference.seconds is not None else reference.note
+            if reference.seconds is not None
+            else reference.note
         )
         ok = drain.drain_s <= TARGET_DRAIN_S and drain.stored_fixes == drain.fixes
-        print(f"| {args.hours:g} h backlog drained (s) | {drain.drain_s:.1f} | <= "
-              f"{TARGET_DRAIN_S:.0f} | {verdict(ok)} | {ref_text} |")
-        print(f"| fixes stored at the server | {drain.stored_fixes:,} | = {drain.fixes:,} "
-              f"| {verdict(drain.stored_fixes == drain.fixes)} | |")
-        print(f"| reconnect → newest stored, median / max (s) | {median(newest):.2f} / "
-              f"{max(newest):.2f} | <= {TARGET_NEWEST_S:.0f} | "
-              f"{verdict(max(newest) <= TARGET_NEWEST_S)} | |")
+        print(
+            f"| {args.hours:g} h backlog drained (s) | {drain.drain_s:.1f} | <= "
+            f"{TARGET_DRAIN_S:.0f} | {verdict(ok)} | {ref_text} |"
+        )
+        print(
+            f"| fixes stored at the server | {drain.stored_fixes:,} | = {drain.fixes:,} "
+            f"| {verdict(drain.stored_fixes == drain.fixes)} | |"
+        )
+        print(
+            f"| reconnect → newest stored, median / max (s) | {median(newest):.2f} / "
+            f"{max(newest):.2f} | <= {TARGET_NEWEST_S:.0f} | "
+            f"{verdict(max(newest) <= TARGET_NEWEST_S)} | |"
+        )
         if footprint is not None:
             assert diagnosis is not None
-            print(f"| agent RSS at 1 fix/s (MB) | {footprint.rss_mb:.1f} | <= {TARGET_RSS_MB:.0f} "
-                  f"| {verdict(footprint.rss_mb <= TARGET_RSS_MB)} | bare interpreter "
-                  f"{diagnosis.interpreter_kb / 1024:.1f} MB; the agent's imports alone "
-                  f"{diagnosis.imported_kb / 1024:.1f} MB |")
-            print(f"| agent CPU at 1 fix/s (% of a core) | {footprint.cpu_pct:.2f} | <= "
-                  f"{TARGET_CPU_PCT:.0f} | {verdict(footprint.cpu_pct <= TARGET_CPU_PCT)} | |")
+            print(
+                f"| agent RSS at 1 fix/s (MB) | {footprint.rss_mb:.1f} | <= {TARGET_RSS_MB:.0f} "
+                f"| {verdict(footprint.rss_mb <= TARGET_RSS_MB)} | bare interpreter "
+                f"{diagnosis.interpreter_kb / 1024:.1f} MB; the agent's imports alone "
+                f"{diagnosis.imported_kb / 1024:.1f} MB |"
+            )
+            print(
+                f"| agent CPU at 1 fix/s (% of a core) | {footprint.cpu_pct:.2f} | <= "
+                f"{TARGET_CPU_PCT:.0f} | {verdict(footprint.cpu_pct <= TARGET_CPU_PCT)} | |"
+            )
         if offline is not None:
-            print(f"| agent CPU offline at 1 fix/s (% of a core) | {offline.cpu_pct:.2f} | <= "
-                  f"{TARGET_CPU_PCT:.0f} | {verdict(offline.cpu_pct <= TARGET_CPU_PCT)} | |")
+            print(
+                f"| agent CPU offline at 1 fix/s (% of a core) | {offline.cpu_pct:.2f} | <= "
+                f"{TARGET_CPU_PCT:.0f} | {verdict(offline.cpu_pct <= TARGET_CPU_PCT)} | |"
+            )
     finally:
         if st is not None:
             st.stop()

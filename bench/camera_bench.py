@@ -28,6 +28,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from machine_info import cpu_model
 
 from agent.camera import Camera, SnapPolicy, encode_within, quality_checks
 from agent.camera import encode as encode_module
@@ -145,14 +146,7 @@ def bench_size(work: Path, width: int, height: int, frames: int, target: int) ->
 
 
 def machine() -> list[str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next(
-                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     return [
         f"platform   {platform.platform()}",
         f"cpu        {cpu}; {os.cpu_count()} logical CPUs",

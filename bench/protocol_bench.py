@@ -35,6 +35,7 @@ from typing import Any
 
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from machine_info import cpu_model
 
 from protocol import (
     CHECKPOINT_EVERY,
@@ -106,7 +107,9 @@ def make_message(kind: type[Message], rng: random.Random, t: int) -> Message:
         return Event(kind=EventKind.BUTTON, time_ms=t, value=1, fix=make_fix(rng, t))
     if kind is DispatchResponse:
         return DispatchResponse(
-            dispatch_id=f"d-{rng.randrange(10**6)}", status=ResponseStatus.ACCEPTED, time_ms=t,
+            dispatch_id=f"d-{rng.randrange(10**6)}",
+            status=ResponseStatus.ACCEPTED,
+            time_ms=t,
             fix=make_fix(rng, t),
         )
     raise ValueError(kind)
@@ -240,14 +243,7 @@ def machine() -> list[str]:
 
     from cryptography.hazmat.backends.openssl.backend import backend
 
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next(
-                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     return [
         f"platform   {platform.platform()}",
         f"cpu        {cpu}; {os.cpu_count()} logical CPUs (all timings single-threaded)",
@@ -267,12 +263,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="Mix: " + "; ".join(f"{s:.0%} {k.__name__} ({d})" for k, s, d in MIX),
     )
     parser.add_argument(
-        "--iterations", type=int, default=1500, metavar="N",
+        "--iterations",
+        type=int,
+        default=1500,
+        metavar="N",
         help="calls per timed run for one-frame operations (default: %(default)s); "
         f"a {BATCH_FIXES}-fix PositionBatch gets N/20",
     )
     parser.add_argument(
-        "--repeat", type=int, default=5, metavar="R",
+        "--repeat",
+        type=int,
+        default=5,
+        metavar="R",
         help="timed runs per figure; the best is reported (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=1, help="message sample seed")
@@ -290,7 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signing_key = Ed25519PrivateKey.from_private_bytes(b"\x01" * 32)
     public_key = signing_key.public_key()
     device = DeviceEndpoint(
-        device_id=DEVICE, key_id=KEY_ID, mac_key=MAC_KEY, signing_key=signing_key,
+        device_id=DEVICE,
+        key_id=KEY_ID,
+        mac_key=MAC_KEY,
+        signing_key=signing_key,
         server_key=Ed25519PrivateKey.from_private_bytes(b"\x02" * 32).public_key(),
     )
 
@@ -310,8 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     python = sys.executable if python.startswith("..") else python
     print(f"command    {' '.join([python, *sys.argv])}")
     print(f"timing     best of {args.repeat} runs x {args.iterations} calls, µs per call")
-    print("mix        " + ", ".join(f"{s:.0%} {k.__name__}" for k, s, _ in MIX)
-          + f" ({BATCH_FIXES} fixes per batch)")
+    print(
+        "mix        "
+        + ", ".join(f"{s:.0%} {k.__name__}" for k, s, _ in MIX)
+        + f" ({BATCH_FIXES} fixes per batch)"
+    )
 
     # (a) JSON vs (b) msgpack positional, per type ------------------------------------------
     rows: list[dict[str, Any]] = []
@@ -332,28 +340,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             verify_signature(frame, public_key)
             return digest(payload)
 
-        rows.append({
-            "kind": kind, "share": share,
-            "json_bytes": sum(map(len, json_docs)) / len(envs),
-            "mp_bytes": sum(map(len, unsigned)) / len(envs),
-            "mac_bytes": sum(len(o.payload) for o in sealed) / len(envs),
-            "sig_bytes": sum(map(len, signed)) / len(envs),
-            "json_enc": timed(json_encode, envs, kind),
-            "json_dec": timed(json_decode, json_docs, kind),
-            "mp_enc": timed(lambda e: encode_unsigned(e, Scheme.MAC), envs, kind),
-            "mp_dec": timed(decode, [o.payload for o in sealed], kind),
-            "seal": timed(lambda e: device.seal(e.message, seq=e.seq, sent_ms=e.sent_ms),
-                          envs, kind),
-            "receive": timed(lambda o: verifier.receive(o.topic, o.payload), sealed, kind),
-            "sig_receive": timed(sig_receive, signed, kind),
-            "json_parse": timed(json.loads, json_docs, kind),
-            "mp_parse": timed(lambda p: msgpack.unpackb(p[2:-16], raw=False),
-                              [o.payload for o in sealed], kind),
-        })
+        rows.append(
+            {
+                "kind": kind,
+                "share": share,
+                "json_bytes": sum(map(len, json_docs)) / len(envs),
+                "mp_bytes": sum(map(len, unsigned)) / len(envs),
+                "mac_bytes": sum(len(o.payload) for o in sealed) / len(envs),
+                "sig_bytes": sum(map(len, signed)) / len(envs),
+                "json_enc": timed(json_encode, envs, kind),
+                "json_dec": timed(json_decode, json_docs, kind),
+                "mp_enc": timed(lambda e: encode_unsigned(e, Scheme.MAC), envs, kind),
+                "mp_dec": timed(decode, [o.payload for o in sealed], kind),
+                "seal": timed(
+                    lambda e: device.seal(e.message, seq=e.seq, sent_ms=e.sent_ms), envs, kind
+                ),
+                "receive": timed(lambda o: verifier.receive(o.topic, o.payload), sealed, kind),
+                "sig_receive": timed(sig_receive, signed, kind),
+                "json_parse": timed(json.loads, json_docs, kind),
+                "mp_parse": timed(
+                    lambda p: msgpack.unpackb(p[2:-16], raw=False),
+                    [o.payload for o in sealed],
+                    kind,
+                ),
+            }
+        )
 
     # The authentication figures, registered now so that all runs interleave.
-    position_frames = [device.seal(e.message, seq=e.seq, sent_ms=e.sent_ms).payload
-                       for e in envelopes[Position]]
+    position_frames = [
+        device.seal(e.message, seq=e.seq, sent_ms=e.sent_ms).payload for e in envelopes[Position]
+    ]
     position_bytes = sum(map(len, position_frames)) // len(position_frames)
     signatures = [(signing_key.sign(p), p) for p in position_frames]
     digests = b"".join(digest(p) for p in position_frames[:1] * CHECKPOINT_EVERY)
@@ -375,8 +391,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return float(sum(r[key] * r["share"] for r in rows))
 
     print("\n(a) JSON named fields vs (b) msgpack positional lists (frame.encode_unsigned/decode)")
-    print("| message | share | JSON B | msgpack B | frame+MAC B | JSON enc | JSON dec "
-          "| msgpack enc | msgpack dec |")
+    print(
+        "| message | share | JSON B | msgpack B | frame+MAC B | JSON enc | JSON dec "
+        "| msgpack enc | msgpack dec |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in [*rows, None]:
         if r is None:
@@ -385,14 +403,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             name, share = r["kind"].__name__, r["share"]
             get = r.__getitem__
-        print(f"| {name} | {share:.0%} | {get('json_bytes'):.0f} | {get('mp_bytes'):.0f} "
-              f"| {get('mac_bytes'):.0f} | {get('json_enc'):.1f} | {get('json_dec'):.1f} "
-              f"| {get('mp_enc'):.1f} | {get('mp_dec'):.1f} |")
-    print(f"msgpack positional is {mean('mp_bytes') / mean('json_bytes'):.0%} of JSON's size; "
-          f"encode {mean('json_enc') / mean('mp_enc'):.2f}x, "
-          f"decode {mean('json_dec') / mean('mp_dec'):.2f}x JSON's speed")
-    print(f"parsing alone, mix mean: json.loads {mean('json_parse'):.1f} µs, msgpack.unpackb "
-          f"{mean('mp_parse'):.1f} µs; the rest of each decode is validation and objects")
+        print(
+            f"| {name} | {share:.0%} | {get('json_bytes'):.0f} | {get('mp_bytes'):.0f} "
+            f"| {get('mac_bytes'):.0f} | {get('json_enc'):.1f} | {get('json_dec'):.1f} "
+            f"| {get('mp_enc'):.1f} | {get('mp_dec'):.1f} |"
+        )
+    print(
+        f"msgpack positional is {mean('mp_bytes') / mean('json_bytes'):.0%} of JSON's size; "
+        f"encode {mean('json_enc') / mean('mp_enc'):.2f}x, "
+        f"decode {mean('json_dec') / mean('mp_dec'):.2f}x JSON's speed"
+    )
+    print(
+        f"parsing alone, mix mean: json.loads {mean('json_parse'):.1f} µs, msgpack.unpackb "
+        f"{mean('mp_parse'):.1f} µs; the rest of each decode is validation and objects"
+    )
 
     # (c) authentication ---------------------------------------------------------------------
     ops = [
@@ -406,8 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("full verify+decode, mix mean", mean("receive")),
     ]
     ckpt_receive = timer[ckpt_job]
-    ops.append((f"checkpoint of {CHECKPOINT_EVERY} frames: receive incl. Ed25519 verify",
-                ckpt_receive))
+    ops.append(
+        (f"checkpoint of {CHECKPOINT_EVERY} frames: receive incl. Ed25519 verify", ckpt_receive)
+    )
     ops.append(("  amortised per frame", ckpt_receive / CHECKPOINT_EVERY))
     print("\n(c) authentication, µs per operation")
     print("| operation | µs |")
@@ -423,14 +448,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|")
     for load, get in (("mix", mean), ("Position only", rows[0].__getitem__)):
         mac_us, sig_us = get("receive") + amortised, get("sig_receive")
-        print(f"| {load} | HMAC per frame + Ed25519 checkpoint every {CHECKPOINT_EVERY} "
-              f"| {mac_us:.1f} | {1e6 / mac_us:,.0f} | {get('mac_bytes') + ckpt_bytes:.0f} |")
-        print(f"| {load} | Ed25519 signature per frame | {sig_us:.1f} | {1e6 / sig_us:,.0f} "
-              f"| {get('sig_bytes'):.0f} |")
+        print(
+            f"| {load} | HMAC per frame + Ed25519 checkpoint every {CHECKPOINT_EVERY} "
+            f"| {mac_us:.1f} | {1e6 / mac_us:,.0f} | {get('mac_bytes') + ckpt_bytes:.0f} |"
+        )
+        print(
+            f"| {load} | Ed25519 signature per frame | {sig_us:.1f} | {1e6 / sig_us:,.0f} "
+            f"| {get('sig_bytes'):.0f} |"
+        )
     hmac_us, verify_us = ops[0][1], ops[3][1]
-    print(f"authentication alone: HMAC {1e6 / hmac_us:,.0f}/s/core, HMAC + 1/{CHECKPOINT_EVERY} "
-          f"verify {1e6 / (hmac_us + verify_us / CHECKPOINT_EVERY):,.0f}/s/core, "
-          f"Ed25519 verify {1e6 / verify_us:,.0f}/s/core")
+    print(
+        f"authentication alone: HMAC {1e6 / hmac_us:,.0f}/s/core, HMAC + 1/{CHECKPOINT_EVERY} "
+        f"verify {1e6 / (hmac_us + verify_us / CHECKPOINT_EVERY):,.0f}/s/core, "
+        f"Ed25519 verify {1e6 / verify_us:,.0f}/s/core"
+    )
     print(f"\nfinished in {time.perf_counter() - started:.1f} s")
     return 0
 

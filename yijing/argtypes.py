@@ -47,3 +47,13 @@ def non_negative(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
     return value
+
+
+def baud(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"baud rate must be a number, got {text!r}") from None
+    if not 300 <= value <= 4_000_000:
+        raise argparse.ArgumentTypeError(f"baud rate {value} is outside 300-4000000")
+    return value

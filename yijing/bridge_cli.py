@@ -20,21 +20,11 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from .argtypes import positive
+from .argtypes import baud, positive
 
 EXAMPLE = (
     "example:\n  yijing bridge --port /dev/ttyUSB0 --status\n  yijing bridge --simulate --flash 5"
 )
-
-
-def _baud(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"baud rate must be a number, got {text!r}") from None
-    if not 300 <= value <= 4_000_000:
-        raise argparse.ArgumentTypeError(f"baud rate {value} is outside 300-4000000")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--simulate", action="store_true", help="talk to a simulated device on a pty"
     )
-    parser.add_argument("--baud", type=_baud, default=115200, help="baud rate (115200)")
+    parser.add_argument("--baud", type=baud, default=115200, help="baud rate (115200)")
     parser.add_argument(
         "--flash",
         type=positive,

@@ -185,3 +185,21 @@ def test_calls_from_other_threads_run_on_the_agent_thread(parts) -> None:
     agent.submit(lambda: ran.append(1))
     agent._drain_inbox(0.1)
     assert ran == [1]
+
+
+def test_check_in_and_out_are_sealed_at_once_with_the_position(parts) -> None:
+    from protocol import Presence, PresenceKind
+
+    agent, _, _ = parts
+    agent.sample()
+    agent.check_in("shift-7")
+    agent.check_out("shift-7")
+    presences = [
+        m for m in (decode(i.payload).envelope.message for i in agent.outbox.next_items(10))
+        if isinstance(m, Presence)
+    ]  # fmt: skip
+    assert sorted((p.kind, p.shift_id) for p in presences) == [
+        (PresenceKind.CHECK_IN, "shift-7"),
+        (PresenceKind.CHECK_OUT, "shift-7"),
+    ]
+    assert all(p.fix == agent.latest_fix for p in presences)

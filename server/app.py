@@ -19,23 +19,31 @@ from pathlib import Path
 
 from aiohttp import web
 
-from protocol import Outgoing, ServerEndpoint, topics
+from protocol import Outgoing, RollCall, ServerEndpoint, topics
 from provisioning import DeviceIdentity, load_or_create_server_identity
 from provisioning.identity import raw_public
 from yijing.broker import LocalBroker, start_local_broker
-from yijing.mqtt import MqttLink
+from yijing.mqtt import MqttLink, NotConnected
 
+from .duty.service import DutyService
 from .errors import ConfigError, StoreError
-from .ingest import Ingest
+from .ingest import Accepted, Ingest
 from .keyring import StoreKeyRing
 from .live import Hub, LiveState
+from .org.store import OrgStore
 from .snapshots import SnapshotFiles
+from .spotcheck.service import SpotChecks
 from .sqlite_store import SqliteStore
 from .store import Device, DeviceKey
+from .web import duty_routes, org_routes, spotcheck_routes
 from .web.access import TokenAuthenticator
 from .web.app import make_app
+from .web.keys import DUTY, ORG, SPOTCHECKS
 
 log = logging.getLogger("yijing.server")
+
+#: How often the duty engine looks for new and edited shifts.
+DUTY_REFRESH_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +110,11 @@ class Server:
             signing_key=self.identity.signing_key, key_id=self.identity.key_id
         )
         self.snapshot_files = SnapshotFiles(data / "snapshots")
+        self.org = OrgStore(data / "org.db")
+        self.duty = DutyService(self.store, self.org, clock=clock)
+        self.spotchecks = SpotChecks(
+            path=data / "spotchecks.db", org=self.org, send=self._send_roll_call, clock=clock
+        )
         self.hub = Hub()
         self.live = LiveState(self.hub)
         self.live.load(self.store)
@@ -116,7 +129,8 @@ class Server:
             self.keyring,
             self.endpoint,
             publish=self._publish,
-            on_accepted=self.live.apply,
+            on_accepted=self._accepted,
+            on_stored=self.duty.tracker.on_stored,
             snapshot_files=self.snapshot_files,
             batch_max=config.batch_max,
             batch_wait_s=config.batch_wait_s,
@@ -124,11 +138,28 @@ class Server:
         )
         self._runner: web.AppRunner | None = None
         self._retention: asyncio.Future[None] | None = None
+        self._duty_loop: asyncio.Future[None] | None = None
         self.http_port = config.http_port
 
     def _publish(self, out: Outgoing) -> None:
         assert self.link is not None
         self.link.publish(out.topic, out.payload, qos=1)
+
+    def _accepted(self, batch: list[Accepted]) -> None:
+        """On the ingest thread, after the commit and the acks: the live map, then spot
+        checks (which log their own store failures and never raise them: an exception here
+        would stop the ingest thread)."""
+        self.live.apply(batch)
+        self.spotchecks.on_accepted(batch)
+
+    def _send_roll_call(self, device: str, call: RollCall) -> None:
+        if self.link is None:
+            raise NotConnected("the server's broker link is not started")
+        out = self.endpoint.command(device, call, sent_ms=call.sent_ms)
+        # MQTT 5 message expiry (§3.3.2.3.3): a terminal that reconnects after the deadline
+        # is not handed a roll call it can no longer answer (the agent drops it anyway).
+        expiry_s = max(1, -(-(call.deadline_ms - call.sent_ms) // 1000))
+        self.link.publish(out.topic, out.payload, qos=1, expiry_s=expiry_s)
 
     def register_device(self, identity: DeviceIdentity, *, label: str = "") -> None:
         key = DeviceKey(
@@ -163,6 +194,8 @@ class Server:
             subscriptions=[(topic_filter, 1)],
             on_message=self.ingest.submit,
         )
+        # Shifts are tracked before ingest starts, so no stored frame misses its shift.
+        await asyncio.to_thread(self.duty.refresh)
         self.ingest.start()
         self.link.start()
         app = make_app(
@@ -173,6 +206,8 @@ class Server:
             stats=self.ingest.stats,
             snapshot_files=self.snapshot_files,
             clock=self._clock,
+            extra_routes=[org_routes.routes, duty_routes.routes, spotcheck_routes.routes],
+            services={ORG: self.org, DUTY: self.duty, SPOTCHECKS: self.spotchecks},
         )
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -183,6 +218,7 @@ class Server:
             assert server is not None and server.sockets  # type: ignore[attr-defined]
             self.http_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self._retention = asyncio.ensure_future(self._retention_loop())
+        self._duty_loop = asyncio.ensure_future(self._duty_refresh_loop())
         await asyncio.to_thread(self.link.wait_connected, 10)
         log.info(
             "server on http://%s:%s, broker %s:%s",
@@ -212,20 +248,38 @@ class Server:
                     log.info("retention removed %d snapshot files", removed)
             except (StoreError, OSError) as exc:
                 log.error("snapshot retention failed: %s", exc)
+            try:
+                # Pack the last two days' settled hours, so reports read packed fixes.
+                since_ms = int((self._clock() - 2 * 86_400) * 1000)
+                await asyncio.to_thread(self.store.pack_settled, since_ms)
+            except StoreError as exc:
+                log.error("packing fixes failed: %s", exc)
             await asyncio.sleep(3600)
+
+    async def _duty_refresh_loop(self) -> None:
+        """New and edited shifts start being tracked within a minute."""
+        while True:
+            await asyncio.sleep(DUTY_REFRESH_S)
+            try:
+                await asyncio.to_thread(self.duty.refresh)
+            except (StoreError, LookupError) as exc:
+                log.error("duty refresh failed: %s", exc)
 
     @property
     def url(self) -> str:
         return f"http://{self.config.http_host}:{self.http_port}"
 
     async def stop(self) -> None:
-        if self._retention is not None:
-            self._retention.cancel()
+        for loop in (self._retention, self._duty_loop):
+            if loop is not None:
+                loop.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.link is not None:
             await asyncio.to_thread(self.link.stop)
         await asyncio.to_thread(self.ingest.stop)
+        self.spotchecks.close()  # after ingest: no answer arrives on a closed store
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
         self.store.close()
+        self.org.close()

@@ -26,6 +26,8 @@ from protocol import (
     Outgoing,
     Position,
     PositionBatch,
+    Presence,
+    PresenceKind,
     ProtocolError,
     ServerEndpoint,
     Snapshot,
@@ -38,12 +40,7 @@ from yijing.mqtt import LinkError
 from .errors import StoreError
 from .keyring import StoreKeyRing
 from .snapshots import SnapshotFiles
-from .store import FixFlag, IncomingFrame, Outcome, SnapshotMeta, Store
-
-#: How far ahead of the server's clock a timestamp may be before it is not believed: clocks
-#: of phones and terminals synced by NTP or GNSS agree to well under a second; this allows
-#: for a terminal whose clock is set by hand.
-FUTURE_TOLERANCE_MS = 120_000
+from .store import FUTURE_TOLERANCE_MS, FixFlag, IncomingFrame, Outcome, SnapshotMeta, Store
 
 
 @dataclass
@@ -99,6 +96,7 @@ class Ingest:
         *,
         publish: Callable[[Outgoing], None],
         on_accepted: Callable[[list[Accepted]], None] = lambda batch: None,
+        on_stored: Callable[[list[IncomingFrame]], None] = lambda frames: None,
         snapshot_files: SnapshotFiles | None = None,
         batch_max: int = 1000,
         batch_wait_s: float = 0.02,
@@ -111,6 +109,7 @@ class Ingest:
         self._endpoint = endpoint
         self._publish = publish
         self._on_accepted = on_accepted
+        self._on_stored = on_stored
         self._files = snapshot_files
         self._batch_max = batch_max
         self._batch_wait_s = batch_wait_s
@@ -168,10 +167,11 @@ class Ingest:
 
     # --- the work ------------------------------------------------------------------------------
 
-    def _reject(self, topic: str, exc: ProtocolError) -> None:
+    def _reject(self, topic: str, exc: ProtocolError, batch: Counter[tuple[str, str]]) -> None:
         device = _party(topic)
         reason = f"{type(exc).__name__}: {exc.field}"
         self.stats.rejected[(device, reason)] += 1
+        batch[(device, reason)] += 1
         if reason not in self._logged_reasons:
             self._logged_reasons.add(reason)
             self._log.warning("rejected frame on %s: %s (further ones counted only)", topic, exc)
@@ -185,11 +185,12 @@ class Ingest:
         # by a frame from the new one must leave the terminal online. Entries are either a
         # will, ready to show, or the index of a verified frame, shown if newly stored.
         arrivals: list[Accepted | int] = []
+        rejected: Counter[tuple[str, str]] = Counter()
         for topic, payload, received_ms in batch:
             try:
                 v = self._verifier.receive(topic, payload)
             except ProtocolError as exc:
-                self._reject(topic, exc)
+                self._reject(topic, exc, rejected)
                 continue
             if v.envelope.seq == 0:  # the offline will: status only, never stored or acked
                 arrivals.append(Accepted(v.envelope.party, 0, v.envelope.message, received_ms))
@@ -199,6 +200,10 @@ class Ingest:
         frames = [self._frame(v, received_ms) for v, received_ms in verified]
         self._write_snapshot_files(verified)
         outcomes = self._store.store_frames(frames) if frames else []
+        if rejected:
+            # Kept per device and day: signature failures are an anti-gaming flag.
+            day = time.strftime("%Y-%m-%d", time.gmtime(batch[0][2] / 1000))
+            self._store.add_rejections(day, rejected)
         to_ack: dict[tuple[str, int], list[int]] = defaultdict(list)
         new: dict[int, Accepted] = {}
         for i, ((v, received_ms), frame, outcome) in enumerate(
@@ -219,6 +224,9 @@ class Ingest:
             # would help nobody. The conflict counter is what an inspector sees.
             to_ack[(env.party, frame.key_id)].append(env.seq)
         self._acknowledge(to_ack)
+        stored = [frames[i] for i in new]
+        if stored:
+            self._on_stored(stored)
         feed = [
             a if isinstance(a, Accepted) else new[a]
             for a in arrivals
@@ -267,7 +275,10 @@ class Ingest:
                 lat=message.fix.lat if message.fix else None,
                 lon=message.fix.lon if message.fix else None,
             )
+        presence = message if isinstance(message, Presence) else None
         return IncomingFrame(
+            offline=presence is not None and presence.kind is PresenceKind.OFFLINE,
+            skew_ms=presence.clock_skew_ms if presence is not None else None,
             device_id=env.party,
             seq=env.seq,
             key_id=env.key_id,

@@ -15,8 +15,8 @@ from typing import Any
 from protocol import Fix, Position, PositionBatch, Presence, PresenceKind, Snapshot
 from protocol.messages import Message
 
-from .ingest import FUTURE_TOLERANCE_MS, Accepted
-from .store import Store
+from .ingest import Accepted
+from .store import FUTURE_TOLERANCE_MS, Store
 
 
 @dataclass

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,20 @@ import sqlite_utils
 from protocol import Fix, FixSource
 from yijing.sqlite import SchemaError, migrate, open_database, transaction
 
+from . import fixpack
 from .errors import StoreError
-from .store import Device, DeviceKey, IncomingFrame, Outcome, SnapshotMeta, TrackPoint
+from .fixpack import HOUR_MS, FixArray
+from .store import (
+    FUTURE_TOLERANCE_MS,
+    Device,
+    DeviceKey,
+    EvidenceRow,
+    FixRow,
+    IncomingFrame,
+    Outcome,
+    SnapshotMeta,
+    TrackPoint,
+)
 
 
 def _v1(conn: sqlite3.Connection) -> None:
@@ -100,7 +113,27 @@ def _v3(conn: sqlite3.Connection) -> None:
     db.table("snapshots").create_index(["trigger", "captured_ms"])
 
 
-MIGRATIONS = [_v1, _v2, _v3]
+def _v4(conn: sqlite3.Connection) -> None:
+    """What the duty engine reads: every frame is evidence the terminal was on when it sealed
+    it (an orderly "offline" presence is evidence it was switched off); the clock skew the
+    terminal reported; and rejected frames, counted per device and day for inspectors."""
+    db = sqlite_utils.Database(conn)
+    db.table("frames").add_column("offline", int, not_null_default=0)
+    db.table("frames").add_column("skew_ms", int)
+    db.table("frames").create_index(["device_id", "sent_ms"])
+    db.table("rejections").create(
+        {"device_id": str, "day": str, "reason": str, "count": int},
+        pk=("device_id", "day", "reason"),
+    )
+    # A cache of one device-hour of ``positions`` as packed arrays (``server.fixpack``): the
+    # duty recomputation reads millions of fixes, and SQLite hands them out one Python object
+    # per value. Dropped whenever a fix lands in that hour, so it never disagrees.
+    db.table("fix_packs").create(
+        {"device_id": str, "hour": int, "n": int, "data": bytes}, pk=("device_id", "hour")
+    )
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4]
 
 _SNAPSHOT_COLUMNS = (
     "device_id, seq, sha256, captured_ms, trigger, width, height, size, received_ms, "
@@ -130,6 +163,11 @@ def _fix(row: Sequence[Any]) -> Fix:
         satellites=sats,
         source=FixSource(source),
     )
+
+
+#: An hour is packed for the cache only once this long has passed since its end: late fixes
+#: would drop the pack again at once.
+PACK_SETTLE_MS = 10 * 60_000
 
 
 class SqliteStore:
@@ -215,7 +253,7 @@ class SqliteStore:
     def _store_one(self, f: IncomingFrame) -> Outcome:
         cur = self._conn.execute(
             "INSERT OR IGNORE INTO frames(device_id, seq, key_id, type, sent_ms, received_ms, "
-            "payload, digest) VALUES (?,?,?,?,?,?,?,?)",
+            "payload, digest, offline, skew_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 f.device_id,
                 f.seq,
@@ -225,6 +263,8 @@ class SqliteStore:
                 f.received_ms,
                 f.payload,
                 f.digest,
+                int(f.offline),
+                f.skew_ms,
             ),
         )
         if cur.rowcount == 0:
@@ -233,6 +273,10 @@ class SqliteStore:
             ).fetchone()
             return Outcome.DUPLICATE if row and row[0] == f.digest else Outcome.CONFLICT
         if f.fixes:
+            self._conn.executemany(
+                "DELETE FROM fix_packs WHERE device_id=? AND hour=?",
+                [(f.device_id, h) for h in {x.time_ms // HOUR_MS for x in f.fixes}],
+            )
             self._conn.executemany(
                 f"INSERT INTO positions(device_id, seq, idx, {_POSITION_COLUMNS}, received_ms, "
                 "flags) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -368,6 +412,120 @@ class SqliteStore:
                 else set()
             )
         return sorted(gone - still)
+
+    # --- what the duty engine reads ---------------------------------------------------------
+
+    def fix_rows(self, device_id: str, since_ms: int, until_ms: int) -> list[FixRow]:
+        return self._read(
+            "SELECT time_ms, seq, idx, lat, lon, accuracy_m, flags, received_ms FROM positions "
+            "WHERE device_id=? AND time_ms>=? AND time_ms<? ORDER BY time_ms, seq, idx",
+            (device_id, since_ms, until_ms),
+        )
+
+    def fix_array(self, device_id: str, since_ms: int, until_ms: int) -> FixArray:
+        """``fix_rows`` as one packed array, from the per-hour cache where it can."""
+        first, last = since_ms // HOUR_MS, (until_ms - 1) // HOUR_MS
+        settled = (int(time.time() * 1000) - PACK_SETTLE_MS) // HOUR_MS
+        with self._lock:
+            try:
+                cached = {
+                    int(h): bytes(data)
+                    for h, data in self._conn.execute(
+                        "SELECT hour, data FROM fix_packs WHERE device_id=? AND hour>=? "
+                        "AND hour<=?",
+                        (device_id, first, last),
+                    )
+                }
+                missing = [h for h in range(first, last + 1) if h not in cached]
+                if missing:
+                    cached.update(self._pack_hours(device_id, missing, settled))
+            except sqlite3.Error as exc:
+                raise StoreError(f"read failed: {exc}") from exc
+        return fixpack.window([cached[h] for h in range(first, last + 1)], since_ms, until_ms)
+
+    def _pack_hours(self, device_id: str, hours: list[int], settled: int) -> dict[int, bytes]:
+        """Pack device-hours from ``positions``, caching the settled ones. Under the lock, the
+        reads and the inserts in one transaction: a fix stored meanwhile cannot leave a stale
+        pack. The cache is not worth an fsync: lost in a crash, it is rebuilt."""
+        out = {}
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with transaction(self._conn, StoreError, "pack fixes"):
+                for hour in hours:
+                    rows = self._conn.execute(
+                        "SELECT time_ms, seq, idx, lat, lon, accuracy_m, flags, received_ms "
+                        "FROM positions WHERE device_id=? AND time_ms>=? AND time_ms<? "
+                        "ORDER BY time_ms, seq, idx",
+                        (device_id, hour * HOUR_MS, (hour + 1) * HOUR_MS),
+                    ).fetchall()
+                    out[hour] = data = fixpack.pack(rows)
+                    if rows and hour < settled:
+                        self._conn.execute(
+                            "INSERT OR REPLACE INTO fix_packs(device_id, hour, n, data) "
+                            "VALUES (?,?,?,?)",
+                            (device_id, hour, len(rows), data),
+                        )
+        finally:
+            self._conn.execute("PRAGMA synchronous=FULL")
+        return out
+
+    def pack_settled(self, since_ms: int) -> int:
+        """Pack every settled device-hour since ``since_ms`` that has no pack yet (the server
+        runs this hourly, so reports find their fixes packed); return how many."""
+        settled = (int(time.time() * 1000) - PACK_SETTLE_MS) // HOUR_MS
+        todo = self._read(
+            "SELECT DISTINCT p.device_id, p.time_ms / ? AS hour FROM positions p "
+            "WHERE p.time_ms>=? AND p.time_ms<? AND NOT EXISTS (SELECT 1 FROM fix_packs f "
+            "WHERE f.device_id=p.device_id AND f.hour=p.time_ms / ?)",
+            (HOUR_MS, since_ms, settled * HOUR_MS, HOUR_MS),
+        )
+        by_device: dict[str, list[int]] = {}
+        for device, hour in todo:
+            by_device.setdefault(str(device), []).append(int(hour))
+        for device, hours in by_device.items():
+            with self._lock:
+                self._pack_hours(device, hours, settled)
+        return len(todo)
+
+    def evidence_rows(self, device_id: str, since_ms: int, until_ms: int) -> list[EvidenceRow]:
+        return self._read(
+            "SELECT sent_ms, offline FROM frames WHERE device_id=? AND sent_ms>=? AND sent_ms<? "
+            "AND sent_ms<=received_ms+? ORDER BY sent_ms",
+            (device_id, since_ms, until_ms, FUTURE_TOLERANCE_MS),
+        )
+
+    def skew_rows(self, device_id: str, since_ms: int, until_ms: int) -> list[tuple[int, int]]:
+        return self._read(
+            "SELECT sent_ms, skew_ms FROM frames WHERE device_id=? AND sent_ms>=? AND sent_ms<? "
+            "AND skew_ms IS NOT NULL ORDER BY sent_ms",
+            (device_id, since_ms, until_ms),
+        )
+
+    def add_rejections(self, day: str, counts: Mapping[tuple[str, str], int]) -> None:
+        self._write(
+            [
+                (
+                    "INSERT INTO rejections(device_id, day, reason, count) VALUES (?,?,?,?) "
+                    "ON CONFLICT(device_id, day, reason) DO UPDATE SET count=count+excluded.count",
+                    [(device, day, reason, n) for (device, reason), n in counts.items()],
+                )
+            ]
+        )
+
+    def rejections(
+        self, *, device_id: str | None = None, first_day: str = "", last_day: str = "9999"
+    ) -> list[tuple[str, str, str, int]]:
+        if device_id is None:
+            return self._read(
+                "SELECT device_id, day, reason, count FROM rejections WHERE day>=? AND day<=? "
+                "ORDER BY 1, 2, 3",
+                (first_day, last_day),
+            )
+        return self._read(
+            "SELECT device_id, day, reason, count FROM rejections WHERE device_id=? AND day>=? "
+            "AND day<=? ORDER BY 2, 3",
+            (device_id, first_day, last_day),
+        )
 
     def frame_count(self, device_id: str | None = None) -> int:
         if device_id is None:

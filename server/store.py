@@ -9,11 +9,24 @@ transaction, and acknowledges to the terminals only after that call returns.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from protocol import Fix
+
+from .fixpack import FixArray
+
+#: How far ahead of the server's clock a timestamp may be before it is not believed: clocks
+#: of phones and terminals synced by NTP or GNSS agree to well under a second; this allows
+#: for a terminal whose clock is set by hand.
+FUTURE_TOLERANCE_MS = 120_000
+
+#: ``(time_ms, seq, idx, lat, lon, accuracy_m, flags, received_ms)``, in that order.
+FixRow = tuple[Any, ...]
+#: ``(sent_ms, offline)``: a stored frame sealed at ``sent_ms``; ``offline`` is 1 for an
+#: orderly "switched off" presence.
+EvidenceRow = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,10 @@ class IncomingFrame:
     fix_flags: tuple[int, ...] = ()
     checkpoint_range: tuple[int, int] | None = None
     snapshot: SnapshotMeta | None = None
+    #: An orderly "offline" presence: the terminal says it is being switched off.
+    offline: bool = False
+    #: The clock skew a presence reported (terminal minus GNSS time, ms).
+    skew_ms: int | None = None
 
 
 class FixFlag(enum.IntFlag):
@@ -147,6 +164,33 @@ class Store(Protocol):
     def expire_snapshots(self, trigger: str, before_ms: int) -> list[str]:
         """Forget snapshots of ``trigger`` captured before ``before_ms``; return the hashes
         no snapshot refers to any more (their files may go)."""
+        ...
+
+    def fix_rows(self, device_id: str, since_ms: int, until_ms: int) -> list[FixRow]:
+        """Fixes with ``since_ms <= time_ms < until_ms``, ordered by (time_ms, seq, idx)."""
+        ...
+
+    def fix_array(self, device_id: str, since_ms: int, until_ms: int) -> FixArray:
+        """``fix_rows`` as one packed array (``server.fixpack``): the fast path for
+        recomputing millions of fixes."""
+        ...
+
+    def evidence_rows(self, device_id: str, since_ms: int, until_ms: int) -> list[EvidenceRow]:
+        """Stored frames sealed in the window, those from the future excluded."""
+        ...
+
+    def skew_rows(self, device_id: str, since_ms: int, until_ms: int) -> list[tuple[int, int]]:
+        """``(sent_ms, skew_ms)`` of frames that reported the terminal's clock skew."""
+        ...
+
+    def add_rejections(self, day: str, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add to the per-(device, day, reason) counts of rejected frames."""
+        ...
+
+    def rejections(
+        self, *, device_id: str | None = None, first_day: str = "", last_day: str = "9999"
+    ) -> list[tuple[str, str, str, int]]:
+        """``(device_id, day, reason, count)`` rows, days as ``YYYY-MM-DD`` (UTC)."""
         ...
 
     def frame_count(self, device_id: str | None = None) -> int: ...

@@ -18,7 +18,8 @@ EXAMPLES = {
     "demo": "example:\n  yijing demo --terminals 30 --port 8080",
     "provision": "example:\n  yijing provision device ft-0042 --units futian-s1 "
     "--broker mqtt://10.0.0.5:1883 --out ft-0042.json\n"
-    "  yijing provision token --name 'Officer Li' --role officer",
+    "  yijing provision token --name 'Officer Li' --role officer\n"
+    "  yijing provision token --name 'Inspector Wang' --role inspector --scope futian",
 }
 
 
@@ -132,9 +133,12 @@ def cmd_provision_device(args: argparse.Namespace) -> int:
 def cmd_provision_token(args: argparse.Namespace) -> int:
     from server.web.access import Role, TokenAuthenticator
 
-    token = TokenAuthenticator.issue(args.data / "tokens.json", args.name, Role(args.role))
+    token = TokenAuthenticator.issue(
+        args.data / "tokens.json", args.name, Role(args.role), scope=args.scope
+    )
+    scope = f", scope {args.scope}" if args.scope else ""
     print(
-        f"token for {args.name} ({args.role}), shown once:\n{token}\n"
+        f"token for {args.name} ({args.role}{scope}), shown once:\n{token}\n"
         f"sign-in link: http://<server>/login?token={token}\n"
         "(a running server reads new tokens at its next start)"
     )
@@ -247,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--name", required=True, help="who the token is for")
     t.add_argument("--role", required=True, choices=["volunteer", "officer", "inspector", "admin"])
+    t.add_argument(
+        "--scope",
+        default=None,
+        help="unit id whose subtree the person may see (default: the whole organisation)",
+    )
     t.add_argument("--data", type=Path, default=Path("var/server"), help="the server's data folder")
     t.set_defaults(func=cmd_provision_token)
     return parser

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from agent.sim_gps import SimulatedWalker
 from provisioning import BrokerAddress, Enrolment, load_enrolment, new_device, write_enrolment
 from server.app import Server, ServerConfig
 from server.web.access import Principal, Role
+
+from .demo_org import seed_org
 
 log = logging.getLogger("yijing.demo")
 
@@ -118,6 +121,11 @@ async def run_demo(
     await server.start()
     token = secrets.token_urlsafe(16)
     server.auth.add(token, Principal("demo officer", Role.OFFICER))
+    inspector = secrets.token_urlsafe(16)
+    server.auth.add(inspector, Principal("demo inspector", Role.INSPECTOR, scope="futian"))
+    now_ms = int(time.time() * 1000)
+    shifts = await asyncio.to_thread(seed_org, server.org, FUTIAN_POSTS, terminals, now_ms)
+    await asyncio.to_thread(server.duty.refresh)
     agents: list[Agent] = []
     workers: list[object] = []
     agents_dir = data_dir / "agents"
@@ -159,6 +167,8 @@ async def run_demo(
         print(f"  broker:    {server.broker_address}")
         print(f"  store:     {server.store.path}")
         print(f"  dashboard: {server.url}/login?token={token}")
+        print(f"  reports:   {server.url}/login?token={inspector}&next=/static/reports.html")
+        print(f"             (an inspector of Futian; {shifts} shifts running)")
         print("Press Ctrl-C to stop.", flush=True)
         await asyncio.Event().wait()
     finally:

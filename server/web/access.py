@@ -54,6 +54,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Principal:
     name: str
     role: Role
+    #: The unit whose subtree this person may see (None: the whole organisation). An
+    #: inspector of a district sees its stations, grids, teams and volunteers, nothing else.
+    scope: str | None = None
 
 
 #: Who made the request (``None``: anonymous), set by the middleware for every request.
@@ -112,7 +115,9 @@ class TokenAuthenticator:
             try:
                 doc = json.loads(path.read_text())
                 entries = {
-                    str(t["sha256"]): Principal(str(t["name"]), Role(t["role"]))
+                    str(t["sha256"]): Principal(
+                        str(t["name"]), Role(t["role"]), t.get("scope") or None
+                    )
                     for t in doc["tokens"]
                 }
             except (ValueError, KeyError, TypeError) as exc:
@@ -130,11 +135,14 @@ class TokenAuthenticator:
         self._by_digest[_token_digest(token)] = principal
 
     @staticmethod
-    def issue(path: Path, name: str, role: Role) -> str:
+    def issue(path: Path, name: str, role: Role, *, scope: str | None = None) -> str:
         """Mint a token, append its digest to the file, and return it (shown once)."""
         doc = json.loads(path.read_text()) if path.exists() else {"tokens": []}
         token = secrets.token_urlsafe(24)
-        doc["tokens"].append({"sha256": _token_digest(token), "name": name, "role": role.value})
+        entry = {"sha256": _token_digest(token), "name": name, "role": role.value}
+        if scope is not None:
+            entry["scope"] = scope
+        doc["tokens"].append(entry)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2))
         path.chmod(0o600)

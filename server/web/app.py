@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,9 @@ from .access import (
     check_declared,
     error,
 )
+from .keys import AUTH, CLOCK, FILES, HUB, LIVE, STATS, STORE
 
 STATIC = Path(__file__).parent / "static"
-STORE = web.AppKey("store", object)
-LIVE = web.AppKey("live", LiveState)
-HUB = web.AppKey("hub", Hub)
-AUTH = web.AppKey("auth", object)
-STATS = web.AppKey("stats", object)
-CLOCK = web.AppKey("clock", object)
-FILES = web.AppKey("snapshot_files", SnapshotFiles)
 
 routes = Routes()
 
@@ -89,7 +83,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     auth: TokenAuthenticator = request.app[AUTH]  # type: ignore[assignment]
     if not token or auth.check(token) is None:
         return error(401, "unknown or missing token")
-    response = web.HTTPFound("/")
+    # ?next= sends an inspector to /static/reports.html; only a path on this server, never
+    # another site ("//host", "/\\host").
+    target = request.query.get("next", "/")
+    if not target.startswith("/") or target.startswith(("//", "/\\")):
+        target = "/"
+    response = web.HTTPFound(target)
     response.set_cookie(
         COOKIE, token, httponly=True, samesite="Strict", secure=request.secure, max_age=12 * 3600
     )
@@ -277,8 +276,14 @@ def make_app(
     stats: IngestStats,
     snapshot_files: SnapshotFiles,
     clock: Callable[[], float] = time.time,
+    extra_routes: Sequence[Routes] = (),
+    services: Mapping[web.AppKey[Any], object] | None = None,
 ) -> web.Application:
+    """The web app; ``extra_routes`` are the route tables of the ``*_routes`` modules, and
+    ``services`` the objects their handlers find under the keys of ``server.web.keys``."""
     app = web.Application(middlewares=[json_errors, access_middleware(auth)])
+    for key, service in (services or {}).items():
+        app[key] = service
     app[STORE] = store
     app[LIVE] = live
     app[HUB] = hub
@@ -287,6 +292,8 @@ def make_app(
     app[CLOCK] = clock
     app[FILES] = snapshot_files
     app.add_routes(routes.table)
+    for extra in extra_routes:
+        app.add_routes(extra.table)
     check_declared(app)
 
     async def bind_hub(app: web.Application) -> None:

@@ -19,7 +19,7 @@ from tests.helpers import wait_until
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_fleet_moves_and_sends_pictures(tmp_path: Path) -> None:
+def test_demo_fleet_moves_sends_pictures_and_is_on_duty(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
     with log.open("w") as out:
         demo = subprocess.Popen(
@@ -33,12 +33,15 @@ def test_demo_fleet_moves_and_sends_pictures(tmp_path: Path) -> None:
             assert link, log.read_text()
             base, token = link.group(1), link.group(2)
 
-            def terminals() -> list[dict]:
+            def api(path: str) -> dict:
                 request = urllib.request.Request(
-                    base + "/api/v1/terminals", headers={"Authorization": f"Bearer {token}"}
+                    base + path, headers={"Authorization": f"Bearer {token}"}
                 )
                 with urllib.request.urlopen(request, timeout=5) as response:
-                    return json.load(response)["terminals"]
+                    return json.load(response)
+
+            def terminals() -> list[dict]:
+                return api("/api/v1/terminals")["terminals"]
 
             wait_until(
                 lambda: sum(1 for t in terminals() if t["fix"]) == 4, 60, "four terminals placed"
@@ -49,6 +52,11 @@ def test_demo_fleet_moves_and_sends_pictures(tmp_path: Path) -> None:
             assert any(before[d] != after[d] for d in before), "nobody moved"
             # The one terminal with a camera shows a picture.
             wait_until(lambda: any(t.get("snapshot") for t in terminals()), 60, "a camera picture")
+            # The demo's organisation: a shift per volunteer, tracked live by the duty engine.
+            duty = api("/api/v1/duty/now")
+            assert len(duty["shifts"]) == 4
+            assert {s["device_id"] for s in duty["shifts"]} == {f"ft-000{i}" for i in range(1, 5)}
+            assert "reports:" in log.read_text()
         finally:
             demo.send_signal(signal.SIGINT)
             try:

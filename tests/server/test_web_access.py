@@ -82,6 +82,18 @@ def test_login_sets_http_only_cookie_that_authenticates(tmp_path: Path) -> None:
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         r = await client.get("/api/v1/me")
         assert (await r.json()) == {"name": "Officer Li", "role": "officer"}
+        # ?next= goes to a page of this server, never to another site.
+        for target, expected in (
+            ("/static/reports.html", "/static/reports.html"),
+            ("//evil.example/x", "/"),
+            ("/\\evil.example", "/"),
+            ("https://evil.example/", "/"),
+        ):
+            r = await client.get(
+                "/login", params={"token": "officer-token", "next": target},
+                allow_redirects=False,
+            )
+            assert r.status == 302 and r.headers["Location"] == expected, target
 
     _run(tmp_path, body)
 

@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/agent_bench.py
 	$(BIN)/python bench/camera_bench.py
 	$(BIN)/python bench/slow_link_bench.py
+	$(BIN)/python bench/duty_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -225,6 +225,45 @@ def incremental(path: Path, sample: int, hours: float, seed: int) -> dict[str, f
     return out
 
 
+def build_org(data: Path, terminals: int, hours: float) -> str:
+    """One station with a post, a volunteer holding a terminal and a shift per terminal."""
+    from server.org.model import Post, PostKind, Terminal, Unit, UnitLevel, Volunteer
+    from server.org.store import OrgStore
+
+    org = OrgStore(data / "org.db")
+    try:
+        org.put_unit(Unit("sz", "深圳市", UnitLevel.CITY))
+        org.put_unit(Unit("ft", "福田区", UnitLevel.DISTRICT, "sz"))
+        org.put_unit(Unit("st", "福田派出所", UnitLevel.STATION, "ft"))
+        for d in range(terminals):
+            device = f"t{d:05d}"
+            org.put_volunteer(Volunteer(f"v{d:05d}", f"义警{d}", "st"))
+            org.put_terminal(Terminal(device, "st", holder=f"v{d:05d}"), at_ms=START_S * 1000)
+            org.put_post(Post(f"p{d:05d}", f"岗{d}", PostKind.DUTY_POINT, "st",
+                              Circle(LAT0, LON0, 60.0)))
+            org.put_shift(org.make_shift(f"s{d:05d}", f"v{d:05d}", f"p{d:05d}", START_S * 1000,
+                                         (START_S + int(hours * 3600)) * 1000))
+    finally:
+        org.close()
+    return "st"
+
+
+def report(data: Path, unit: str) -> tuple[float, int, float]:
+    """The inspector's path: ``yijing report`` for the station and the shifts' day."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from server.reports.period import Period
+    from yijing.report_cli import open_reports
+
+    day = datetime.fromtimestamp(START_S, ZoneInfo("Asia/Shanghai")).date()
+    with open_reports(data) as reports:
+        a = time.perf_counter()
+        rep = reports.unit_report(unit, Period(day, day))
+        seconds = time.perf_counter() - a
+    return seconds, rep.totals.shifts, rep.totals.on_duty_rate or 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--terminals", type=int, default=1200)
@@ -238,7 +277,7 @@ def main() -> None:
         f"Python {platform.python_version()}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "station-day.db"
+        path = Path(tmp) / "yijing.db"
         a = time.perf_counter()
         total = build(path, args.terminals, args.hours, args.interval, args.seed)
         print(f"built {args.terminals} terminals × {args.hours} h: {total:,} fixes "
@@ -261,6 +300,11 @@ def main() -> None:
         print(f"| reference: bare sqlite3 SELECT of the rows | {r['raw_select']:.2f} | | | "
               f"{r['raw_select']:.2f} | {f / r['raw_select']:,.0f} |")
         print(f"station on-duty rate {r['on_rate']:.3f}")
+        unit = build_org(Path(tmp), args.terminals, args.hours)
+        seconds, shifts, rate = report(Path(tmp), unit)
+        print("\n## the inspector's report of the station-day (`Reports.unit_report`)")
+        print(f"{shifts} shifts, {f:,.0f} fixes in {seconds:.2f} s = {f / seconds:,.0f} fixes/s "
+              f"(recomputation, flags, spot checks, roll-up); on-duty rate {rate:.3f}")
         inc = incremental(path, args.sample, args.hours, args.seed)
         print(f"\n## incremental path ({args.sample} terminals)")
         print("| feed | fixes | µs per fix |")

@@ -31,14 +31,15 @@ from .ingest import Accepted, Ingest
 from .keyring import StoreKeyRing
 from .live import Hub, LiveState
 from .org.store import OrgStore
+from .reports.service import Reports
 from .snapshots import SnapshotFiles
 from .spotcheck.service import SpotChecks
 from .sqlite_store import SqliteStore
 from .store import Device, DeviceKey
-from .web import duty_routes, org_routes, spotcheck_routes
+from .web import duty_routes, org_routes, report_routes, spotcheck_routes
 from .web.access import TokenAuthenticator
 from .web.app import make_app
-from .web.keys import DUTY, ORG, SPOTCHECKS
+from .web.keys import DUTY, ORG, REPORTS, SPOTCHECKS
 
 log = logging.getLogger("yijing.server")
 
@@ -115,6 +116,7 @@ class Server:
         self.spotchecks = SpotChecks(
             path=data / "spotchecks.db", org=self.org, send=self._send_roll_call, clock=clock
         )
+        self.reports = Reports(self.store, self.org, self.duty, self.spotchecks)
         self.hub = Hub()
         self.live = LiveState(self.hub)
         self.live.load(self.store)
@@ -206,8 +208,18 @@ class Server:
             stats=self.ingest.stats,
             snapshot_files=self.snapshot_files,
             clock=self._clock,
-            extra_routes=[org_routes.routes, duty_routes.routes, spotcheck_routes.routes],
-            services={ORG: self.org, DUTY: self.duty, SPOTCHECKS: self.spotchecks},
+            extra_routes=[
+                org_routes.routes,
+                duty_routes.routes,
+                spotcheck_routes.routes,
+                report_routes.routes,
+            ],
+            services={
+                ORG: self.org,
+                DUTY: self.duty,
+                SPOTCHECKS: self.spotchecks,
+                REPORTS: self.reports,
+            },
         )
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -275,6 +287,7 @@ class Server:
                 loop.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
+        self.reports.close()  # cancels queued report jobs before the stores close
         if self.link is not None:
             await asyncio.to_thread(self.link.stop)
         await asyncio.to_thread(self.ingest.stop)

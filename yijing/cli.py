@@ -258,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--data", type=Path, default=Path("var/server"), help="the server's data folder")
     t.set_defaults(func=cmd_provision_token)
+    from .report_cli import add_parser as add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 

@@ -103,6 +103,16 @@ class ShiftTally:
         return self.scheduled_s if self.last_on_s is None else end_s - (self.last_on_s + 1)
 
 
+def clip(segments: list[Segment], end_s: int) -> list[Segment]:
+    """The segments before ``end_s`` (a running shift counted up to now)."""
+    out = []
+    for seg in segments:
+        if seg.start_s >= end_s:
+            break
+        out.append(seg if seg.end_s <= end_s else Segment(seg.start_s, end_s, seg.state))
+    return out
+
+
 def tally_of(shift_id: str, start_s: int, end_s: int, segments: list[Segment]) -> ShiftTally:
     """Sum segments (which must tile ``[start_s, end_s)``) into a tally."""
     counts = dict.fromkeys(State, 0)

@@ -19,7 +19,7 @@ from ..store import Store
 from .batch import DeviceData, offline_segments, shift_segments
 from .geo import Circle, Fence
 from .incremental import DutyTracker
-from .rules import ALIVE_GAP_S, FIX_MAX_AGE_S, Segment, ShiftResult, State, tally_of
+from .rules import ALIVE_GAP_S, FIX_MAX_AGE_S, Segment, ShiftResult, State, clip, tally_of
 
 LOOKBACK_S = max(ALIVE_GAP_S, FIX_MAX_AGE_S)
 #: Shifts ended this long ago stay tracked, so a terminal that comes back online after a
@@ -96,10 +96,17 @@ class DutyService:
         )
 
     def recompute(self, shift: Shift) -> ShiftResult:
-        """The shift's timeline and tally from stored data (docs/metrics.md)."""
-        start_s, end_s = shift.start_ms // 1000, shift.end_ms // 1000
+        """The shift's timeline and tally from stored data (docs/metrics.md).
+
+        A shift still running is counted up to now: the seconds still to come are not
+        scheduled yet, rather than offline (metrics.md §3); its result ends before the shift.
+        """
+        start_s = shift.start_ms // 1000
+        end_s = max(start_s, min(shift.end_ms // 1000, int(self._clock())))
         segments: list[Segment]
-        if shift.device_id is None:
+        if end_s == start_s:
+            segments = []  # not started yet
+        elif shift.device_id is None:
             segments = offline_segments(start_s, end_s)
         else:
             data = self._data(shift.device_id, start_s, end_s)
@@ -205,7 +212,10 @@ class DutyService:
         segments = self.tracker.segments(shift_id)
         if shift is None or segments is None:
             return None
-        start_s, end_s = shift.start_ms // 1000, shift.end_ms // 1000
+        # Up to now, as recompute counts it (metrics.md §3).
+        start_s = shift.start_ms // 1000
+        end_s = max(start_s, min(shift.end_ms // 1000, int(self._clock())))
+        segments = clip(segments, end_s)
         return ShiftResult(
             shift_id,
             shift.device_id,

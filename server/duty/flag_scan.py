@@ -3,6 +3,8 @@
 The rules themselves (``server.duty.flags``) are pure; this is the only place that knows
 which store queries feed them. Roll calls and the terminal's other shifts are not in the
 store's telemetry: the caller, who holds the roll-call log and the organisation, passes them.
+Fixes are read as the store's packed array (``Store.fix_array``), which the rules take as it
+is: no Python object per fix.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def scan_shift(
     device = shift.device_id
     if device is None:
         return shift_flags(shift, result, (), (), (), (), ())
-    fixes = store.fix_rows(device, shift.start_ms - FIX_MARGIN_MS, shift.end_ms + FIX_MARGIN_MS)
+    fixes = store.fix_array(device, shift.start_ms - FIX_MARGIN_MS, shift.end_ms + FIX_MARGIN_MS)
     skews = store.skew_rows(device, shift.start_ms, shift.end_ms)
     first_day, last_day = shift_days(shift.start_ms, shift.end_ms)
     rejections = store.rejections(device_id=device, first_day=first_day, last_day=last_day)

@@ -1,5 +1,7 @@
 """Anti-gaming flags: each rule's positive and negative cases with concrete numbers, edge cases,
-properties (never raise, order of rows irrelevant), and one scan through a real SqliteStore."""
+properties (never raise, order of rows irrelevant, the packed array gives the tuples' flags),
+and one scan through a real SqliteStore. ``test_flags_vector`` holds the array path to the
+tuples' on tracks made to sit on the rules' thresholds."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -38,6 +41,7 @@ from server.duty.flags import (
 )
 from server.duty.geo import M_PER_DEG
 from server.duty.rules import Segment, ShiftResult, State, tally_of
+from server.fixpack import FIX_DTYPE, FixArray, pack, unpack
 from server.org.model import Shift
 from server.sqlite_store import SqliteStore
 from server.store import FixFlag
@@ -72,6 +76,11 @@ def row(
 
 def kinds(flags: list[Flag]) -> list[FlagKind]:
     return [f.kind for f in flags]
+
+
+def packed(rows: list[tuple[object, ...]]) -> FixArray:
+    """The rows as the store's ``fix_array`` gives them (accuracy ``None`` as NaN)."""
+    return unpack(pack(rows)) if rows else np.zeros(0, dtype=FIX_DTYPE)
 
 
 def test_distance_is_the_haversine_on_the_fences_sphere() -> None:
@@ -551,6 +560,7 @@ def test_fix_rules_never_raise_and_ignore_row_order(
     for rule in (speed_jumps, still_in_drawer, future_time):
         got = rule(WHO, rows)
         assert got == rule(WHO, shuffled)
+        assert got == rule(WHO, packed(shuffled))  # the array path: the same flags
         for f in got:
             assert f.start_ms <= f.end_ms and math.isfinite(f.value) and f.detail
 
@@ -641,6 +651,7 @@ def test_shift_flags_ignore_row_order(
         data.draw(st.permutations(others)),
     )
     assert got == again
+    assert got == shift_flags(sh, result, packed(fixes), skews, rejections, reqs, others)
     assert [(f.start_ms, list(FlagKind).index(f.kind)) for f in got] == sorted(
         (f.start_ms, list(FlagKind).index(f.kind)) for f in got
     )

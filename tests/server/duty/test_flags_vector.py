@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.duty import flags as flag_rules
+from server.duty import motion_flags as flag_rules
 from server.duty.flags import (
     MAX_SPEED_MPS,
     Flag,

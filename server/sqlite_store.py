@@ -501,6 +501,16 @@ class SqliteStore:
             (device_id, since_ms, until_ms),
         )
 
+    def future_frame_times(self, device_id: str, since_ms: int, until_ms: int) -> list[int]:
+        return [
+            int(r[0])
+            for r in self._read(
+                "SELECT sent_ms FROM frames WHERE device_id=? AND sent_ms>=? AND sent_ms<? "
+                "AND sent_ms>received_ms+? ORDER BY sent_ms",
+                (device_id, since_ms, until_ms, FUTURE_TOLERANCE_MS),
+            )
+        ]
+
     def add_rejections(self, day: str, counts: Mapping[tuple[str, str], int]) -> None:
         self._write(
             [

@@ -183,6 +183,11 @@ class Store(Protocol):
         """``(sent_ms, skew_ms)`` of frames that reported the terminal's clock skew."""
         ...
 
+    def future_frame_times(self, device_id: str, since_ms: int, until_ms: int) -> list[int]:
+        """``sent_ms`` of stored frames sealed in the window more than ``FUTURE_TOLERANCE_MS``
+        ahead of the server's clock when they arrived (those ``evidence_rows`` leaves out)."""
+        ...
+
     def add_rejections(self, day: str, counts: Mapping[tuple[str, str], int]) -> None:
         """Add to the per-(device, day, reason) counts of rejected frames."""
         ...

@@ -38,4 +38,7 @@ def scan_shift(
     skews = store.skew_rows(device, shift.start_ms, shift.end_ms)
     first_day, last_day = shift_days(shift.start_ms, shift.end_ms)
     rejections = store.rejections(device_id=device, first_day=first_day, last_day=last_day)
-    return shift_flags(shift, result, fixes, skews, rejections, spot_requests, other_shifts)
+    future = store.future_frame_times(device, shift.start_ms, shift.end_ms)
+    return shift_flags(
+        shift, result, fixes, skews, rejections, spot_requests, other_shifts, future
+    )

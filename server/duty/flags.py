@@ -83,6 +83,7 @@ __all__ = [
     "Subject",
     "clock_skew",
     "distance_m",
+    "future_frames",
     "future_time",
     "shared_terminal",
     "shared_terminal_pairs",
@@ -193,6 +194,27 @@ def _future_flag(subject: Subject, first_ms: int, last_ms: int, count: int) -> F
         "GNSS clock, or positions made up in advance. They are kept and shown, and the "
         "on-duty rate does not count them.",
     )
+
+
+def future_frames(subject: Subject, sent_ms: Iterable[int]) -> list[Flag]:
+    """One flag counting the stored frames (heartbeats, events, batches) sealed ahead of the
+    server's clock: the rate does not take them as evidence that the terminal was on."""
+    times = sorted(sent_ms)
+    if not times:
+        return []
+    first, last = times[0], times[-1]
+    return [
+        subject.flag(
+            FlagKind.FUTURE_TIME,
+            first,
+            last,
+            float(len(times)),
+            f"{len(times)} frames sealed {_when(first)} to {_when(last)} reached the server more "
+            f"than {FUTURE_TOLERANCE_MS // 1000} s before their own time: the terminal's clock "
+            "ran ahead. They are kept and shown, and the on-duty rate does not take them as "
+            "evidence that the terminal was on.",
+        )
+    ]
 
 
 # --- SIGNATURE_FAILURES ------------------------------------------------------------------------
@@ -326,6 +348,7 @@ def shift_flags(
     rejections: Iterable[tuple[str, str, str, int]],
     spot_requests: Iterable[SpotRequest],
     other_shifts_of_device: Iterable[Shift],
+    future_frame_times: Iterable[int] = (),
 ) -> list[Flag]:
     """Every rule applied to one shift, flags in report order (``sort_flags``).
 
@@ -356,6 +379,7 @@ def shift_flags(
             *shared_terminal(shift, other_shifts_of_device),
             *clock_skew(subject, (s for s in skews if start <= s[0] < end)),
             *ahead,
+            *future_frames(subject, (t for t in future_frame_times if start <= t < end)),
             *signature_failures(subject, rejections, start, end),
             *spot_check_gaps(
                 subject, (r for r in spot_requests if start <= r[0] < end), result.segments

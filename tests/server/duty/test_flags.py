@@ -723,3 +723,24 @@ def test_scan_shift_of_a_quiet_terminal_is_empty(tmp_path: Path) -> None:
     finally:
         store.close()
     assert flags == []
+
+
+def test_frames_sealed_in_the_future_are_flagged_and_are_not_evidence(tmp_path: Path) -> None:
+    term = Terminal(DEV)
+    store = SqliteStore(tmp_path / "yijing.db")
+    try:
+        store.add_device(device_record(term.identity), device_key(term.identity))
+        heartbeat = Presence(kind=PresenceKind.HEARTBEAT)
+        # Sealed an hour into the shift, but received at its start: the clock ran ahead.
+        store.store_frames([term.incoming(heartbeat, 1, sent_ms=T0 + H, received_ms=T0)])
+        store.store_frames(
+            [term.incoming(heartbeat, 2, sent_ms=T0 + 60_000, received_ms=T0 + 60_000)]
+        )
+        assert store.evidence_rows(DEV, T0, T0 + 2 * H) == [(T0 + 60_000, 0)]
+        assert store.future_frame_times(DEV, T0, T0 + 2 * H) == [T0 + H]
+        sh = shift(end=T0 + 2 * H)
+        flags = scan_shift(store, sh, result_of(sh, timeline((0, ON), end=7200)))
+    finally:
+        store.close()
+    assert [(f.kind, f.value) for f in flags] == [(FlagKind.FUTURE_TIME, 1.0)]
+    assert "1 frames sealed" in flags[0].detail

@@ -157,19 +157,30 @@ def _states_at(
     return states
 
 
+def _expires_first(secs: Ints, expiry: Ints) -> Bools:
+    """Which points run out before the next point of their kind (the last always does)."""
+    mask = np.ones(secs.size, dtype=bool)
+    mask[:-1] = secs[1:] > expiry[:-1]
+    return mask
+
+
 def shift_segments(start_s: int, end_s: int, fence: Fence, data: DeviceData) -> list[Segment]:
     """The timeline of a shift ``[start_s, end_s)``: segments tiling it, adjacent ones in
     different states. ``data`` should cover ``[start_s - max(gaps), end_s)``; more is
     harmless."""
     fix_sec, fix_cls = fix_classes(fence, data)
     ev_sec, ev_on = evidence_seconds(data)
+    # A fix's (or evidence's) expiry only matters when nothing newer comes first; and every
+    # fix second is an evidence second. So the breakpoints are the evidence seconds and the
+    # expiries that fall in gaps — about one per fix rather than four.
+    fix_expiry = fix_sec + FIX_MAX_AGE_S
+    ev_expiry = ev_sec + ALIVE_GAP_S
     points = np.concatenate(
         [
             np.array([start_s], dtype=np.int64),
-            fix_sec,
-            fix_sec + FIX_MAX_AGE_S,
             ev_sec,
-            ev_sec + ALIVE_GAP_S,
+            fix_expiry[_expires_first(fix_sec, fix_expiry)],
+            ev_expiry[_expires_first(ev_sec, ev_expiry)],
         ]
     )
     points = np.unique(points[(points >= start_s) & (points < end_s)])

@@ -110,13 +110,16 @@ class _Track:
             while i + 1 < nf and fs[i + 1] <= t:
                 i += 1
 
-    def _tally(self, a: int, b: int) -> list[int]:
+    def _tally(self, a: int, b: int, i: int = -2, j: int = -2) -> list[int]:
         """Seconds per state in ``[a, b)``: ``_walk`` summed, written out because this is the
-        ingest path's inner loop (a generator costs a third more)."""
+        ingest path's inner loop (a generator costs a third more). ``i``/``j``: the index of
+        the last fix/evidence second at or before ``a``, when the caller knows it."""
         out = [0, 0, 0, 0, 0]
         fs, es, fixes, ev_on = self.fix_secs, self.ev_secs, self.fixes, self.ev_on
-        i = bisect_right(fs, a) - 1
-        j = bisect_right(es, a) - 1
+        if i == -2:
+            i = bisect_right(fs, a) - 1
+        if j == -2:
+            j = bisect_right(es, a) - 1
         nf, ne = len(fs), len(es)
         t = a
         while t < b:
@@ -205,29 +208,36 @@ class _Track:
         if not new_fix and not new_ev:
             return
         # The seconds this can change: from s to the next point of each kind or its reach.
+        kf = bisect_right(fs, s)  # fs[kf - 1] is s itself or the last fix before it
+        ke = bisect_right(es, s)
         b = s
         if new_fix:
-            k = bisect_right(fs, s)
-            b = s + FIX_MAX_AGE_S if k == len(fs) or fs[k] > s + FIX_MAX_AGE_S else fs[k]
+            b = s + FIX_MAX_AGE_S if kf == len(fs) or fs[kf] > s + FIX_MAX_AGE_S else fs[kf]
         if new_ev:
-            k = bisect_right(es, s)
-            e = s + ALIVE_GAP_S if k == len(es) or es[k] > s + ALIVE_GAP_S else es[k]
+            e = s + ALIVE_GAP_S if ke == len(es) or es[ke] > s + ALIVE_GAP_S else es[ke]
             if e > b:
                 b = e
-        a = s if s > self.start_s else self.start_s
         if b > self.end_s:
             b = self.end_s
-        before = self._tally(a, b) if a < b else None
+        # Tallies from s reuse the indices just found; from the shift's start (a point before
+        # it) they look them up.
+        at_s = s >= self.start_s
+        a = s if at_s else self.start_s
+        before = None
+        if a < b:
+            before = self._tally(a, b, kf - 1, ke - 1) if at_s else self._tally(a, b)
         if new_fix:
             if old is None:
-                insort(fs, s)
+                fs.insert(kf, s)
+                kf += 1
             fixes[s] = (key, cls)
         if new_ev:
             if old_ev is None:
-                insort(es, s)
+                es.insert(ke, s)
+                ke += 1
             ev_on[s] = True
         if before is not None:
-            after = self._tally(a, b)
+            after = self._tally(a, b, kf - 1, ke - 1) if at_s else self._tally(a, b)
             counts = self.counts
             for n in range(5):
                 counts[n] += after[n] - before[n]

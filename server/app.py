@@ -196,8 +196,6 @@ class Server:
             subscriptions=[(topic_filter, 1)],
             on_message=self.ingest.submit,
         )
-        # Shifts are tracked before ingest starts, so no stored frame misses its shift.
-        await asyncio.to_thread(self.duty.refresh)
         self.ingest.start()
         self.link.start()
         app = make_app(
@@ -269,13 +267,15 @@ class Server:
             await asyncio.sleep(3600)
 
     async def _duty_refresh_loop(self) -> None:
-        """New and edited shifts start being tracked within a minute."""
+        """Track the shifts near now at start-up — in the background: a station's day of
+        fixes takes seconds to load, and a shift registers before its fixes are read, so no
+        frame stored meanwhile is missed — then new and edited shifts within a minute."""
         while True:
-            await asyncio.sleep(DUTY_REFRESH_S)
             try:
                 await asyncio.to_thread(self.duty.refresh)
             except (StoreError, LookupError) as exc:
                 log.error("duty refresh failed: %s", exc)
+            await asyncio.sleep(DUTY_REFRESH_S)
 
     @property
     def url(self) -> str:

@@ -99,11 +99,19 @@ class DeviceData:
 def fix_classes(fence: Fence, data: DeviceData) -> tuple[Ints, Ints]:
     """The seconds that hold a (not flagged) fix, sorted, and the class of each second's fix —
     the one with the greatest (time, seq, idx)."""
+    sec, cls, _ = fix_winners(fence, data)
+    return sec, cls
+
+
+def fix_winners(fence: Fence, data: DeviceData) -> tuple[Ints, Ints, Ints]:
+    """``fix_classes`` and, per second, the winning fix's (time_ms, seq, idx) as an n×3 array
+    (what the incremental computation keeps to compare later fixes with)."""
     keep = data.flags == 0
     order = np.lexsort((data.fix_idx[keep], data.fix_seq[keep], data.fix_ms[keep]))
     ms = data.fix_ms[keep][order]
     if ms.size == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros((0, 3), dtype=np.int64)
     sec = ms // 1000
     last = np.ones(sec.size, dtype=bool)
     last[:-1] = sec[1:] != sec[:-1]  # the last fix of each second wins
@@ -120,7 +128,8 @@ def fix_classes(fence: Fence, data: DeviceData) -> tuple[Ints, Ints]:
         FixClass.UNUSABLE,
         np.where(inside, np.where(late, FixClass.ON_BACKFILLED, FixClass.ON), FixClass.OFF),
     ).astype(np.int64)
-    return sec[last], cls
+    keys = np.stack([ms[last], data.fix_seq[keep][pick], data.fix_idx[keep][pick]], axis=1)
+    return sec[last], cls, keys
 
 
 def evidence_seconds(data: DeviceData) -> tuple[Ints, Bools]:

@@ -20,7 +20,9 @@ from bisect import bisect_right, insort
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from ..fixpack import FixArray
 from ..store import FUTURE_TOLERANCE_MS, EvidenceRow, FixRow, IncomingFrame
+from .batch import DeviceData, evidence_seconds, fix_winners
 from .geo import Fence
 from .rules import (
     ALIVE_GAP_S,
@@ -301,6 +303,28 @@ class DutyTracker:
             self._tracks[shift_id] = track
             if device_id is not None:
                 self._by_device.setdefault(device_id, []).append(track)
+
+    def load_array(
+        self, shift_id: str, fixes: FixArray, evidence: Sequence[EvidenceRow]
+    ) -> None:
+        """``load_rows`` from the store's packed ``fix_array``: the batch path classifies the
+        fixes (bit for bit as ``classify`` would) and picks each second's winner, so start-up
+        costs NumPy work plus one dict entry per second."""
+        with self._lock:
+            track = self._tracks.get(shift_id)
+        if track is None:
+            return
+        data = DeviceData.from_array(fixes, evidence)
+        sec, cls, keys = fix_winners(track.fence, data)
+        fix_points = [
+            (s, (k[0], k[1], k[2]), c)
+            for s, c, k in zip(sec.tolist(), cls.tolist(), keys.tolist(), strict=True)
+        ]
+        ev_sec, ev_on = evidence_seconds(data)
+        ev_points = list(zip(ev_sec.tolist(), ev_on.tolist(), strict=True))
+        with self._lock:
+            if self._tracks.get(shift_id) is track:
+                track.load(fix_points, ev_points)
 
     def load_rows(
         self, shift_id: str, fixes: Sequence[FixRow], evidence: Sequence[EvidenceRow]

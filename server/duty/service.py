@@ -10,6 +10,7 @@ in the next recomputation.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -71,7 +72,10 @@ class DutyService:
         self._clock = clock
         self._log = logger or logging.getLogger("yijing.duty")
         self.tracker = DutyTracker()
+        #: Replaced whole, never changed in place: readers on other threads (the web) take
+        #: a reference and iterate it while ``refresh`` builds the next one.
         self._tracked: dict[str, Shift] = {}
+        self._refreshing = threading.Lock()
 
     # --- batch ----------------------------------------------------------------------------------
 
@@ -152,14 +156,17 @@ class DutyService:
                 since_ms=(now_s - KEEP_ENDED_S) * 1000, until_ms=(now_s + AHEAD_S) * 1000
             )
         }
-        for shift_id in list(self._tracked):
-            if shift_id not in wanted:
-                self.tracker.remove_shift(shift_id)
-                del self._tracked[shift_id]
-        for shift_id, shift in wanted.items():
-            if self._tracked.get(shift_id) != shift:  # new, or edited
-                self.track(shift)
-        return len(self._tracked)
+        with self._refreshing:  # one refresh at a time (start-up's and the minute's)
+            tracked = dict(self._tracked)
+            for shift_id in list(tracked):
+                if shift_id not in wanted:
+                    self.tracker.remove_shift(shift_id)
+                    del tracked[shift_id]
+            self._tracked = tracked
+            for shift_id, shift in wanted.items():
+                if tracked.get(shift_id) != shift:  # new, or edited
+                    self.track(shift)
+            return len(self._tracked)
 
     def track(self, shift: Shift) -> None:
         """Start tracking one shift, loaded with what is stored so far.
@@ -171,9 +178,13 @@ class DutyService:
         fence = self._fence(shift)
         self.tracker.add_shift(shift.shift_id, shift.device_id, start_s, end_s, fence)
         if shift.device_id is not None:
-            fixes, evidence = self._rows(shift.device_id, start_s, end_s)
-            self.tracker.load_rows(shift.shift_id, fixes, evidence)
-        self._tracked[shift.shift_id] = shift
+            since = (start_s - LOOKBACK_S) * 1000
+            self.tracker.load_array(
+                shift.shift_id,
+                self._store.fix_array(shift.device_id, since, end_s * 1000),
+                self._store.evidence_rows(shift.device_id, since, end_s * 1000),
+            )
+        self._tracked = {**self._tracked, shift.shift_id: shift}
 
     def now(self) -> list[dict[str, Any]]:
         """Every tracked shift running now: its state and its rate so far."""

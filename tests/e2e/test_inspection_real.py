@@ -7,8 +7,10 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -65,7 +67,11 @@ def test_inspector_reports_and_spot_checks_on_the_real_server(
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1360, "height": 900}, locale="zh-CN")
+            page = browser.new_page(
+                viewport={"width": 1360, "height": 900},
+                locale="zh-CN",
+                timezone_id="Asia/Shanghai",  # a station's browser; reports' days are local
+            )
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -75,6 +81,12 @@ def test_inspector_reports_and_spot_checks_on_the_real_server(
             page.wait_for_selector("#unit-tree button[data-unit='futian']")
             assert page.locator("#unit-tree button[data-unit='shenzhen']").count() == 0
             page.click("#unit-tree button[data-unit='futian']")
+            # The day the shifts started on, in the reports' time zone (near midnight it is not
+            # the machine's "today").
+            start_ms = min(s.start_ms for s in server.org.shifts())
+            day = datetime.fromtimestamp(start_ms / 1000, ZoneInfo("Asia/Shanghai")).date()
+            page.fill("#from", day.isoformat())
+            page.fill("#to", day.isoformat())
             page.click("#run")
             page.wait_for_selector("#report-body:not([hidden])", timeout=30_000)
             assert page.locator("#children tbody tr[data-unit]").count() == 2  # two stations

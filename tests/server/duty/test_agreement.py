@@ -14,6 +14,7 @@ from server.duty.batch import DeviceData, shift_segments
 from server.duty.geo import Circle, Corridor, Fence, Polygon
 from server.duty.incremental import DutyTracker
 from server.duty.rules import Segment, State, tally_of
+from server.fixpack import pack, unpack
 from server.store import EvidenceRow, FixRow
 
 from . import oracle
@@ -137,6 +138,18 @@ def test_batch_incremental_and_definition_agree_to_the_second(
     merged.load_rows("s1", fixes, evidence)
     assert merged.segments("s1") == batch
     assert merged.counts("s1") == counts
+
+    # The same from the store's packed array (the server's start-up path).
+    packed = DutyTracker()
+    packed.add_shift("s1", "d1", start, end, fence)
+    feed_shuffled(packed, fixes[:half], evidence[len(evidence) // 2 :], seed)
+    packed.load_array("s1", unpack(pack(fixes)), evidence)
+    assert packed.segments("s1") == batch
+    assert packed.counts("s1") == counts
+    # …and each second's winner is kept, so a later, lesser fix of that second changes nothing.
+    for row in fixes:
+        packed.add_fix("d1", *row)
+    assert packed.segments("s1") == batch
 
 
 def test_segments_tile_the_shift_and_alternate() -> None:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import DeviceEndpoint, Fix, Message, Position, PositionBatch, decode, digest
 from provisioning import DeviceIdentity, new_device
 from provisioning.identity import raw_public
-from server.store import Device, DeviceKey, IncomingFrame
+from server.ingest import IngestStats
+from server.live import Hub, LiveState
+from server.snapshots import SnapshotFiles
+from server.store import Device, DeviceKey, IncomingFrame, Store
+from server.web.access import Principal, Routes, TokenAuthenticator
+from server.web.app import make_app
 
 T0 = 1_763_900_000_000
 SERVER_KEY = Ed25519PrivateKey.generate()
@@ -70,3 +80,31 @@ class Terminal:
             digest=digest(payload),
             fixes=fixes,
         )
+
+
+def api_app(
+    tmp_path: Path,
+    store: Store,
+    tokens: Mapping[str, Principal],
+    *,
+    routes: Sequence[Routes],
+    services: Mapping[web.AppKey[Any], object],
+    clock: Callable[[], float] | None = None,
+) -> web.Application:
+    """The server's web app with these route tables and services, the people of ``tokens``
+    signed in by bearer token, and an empty live feed (the route modules' tests)."""
+    auth = TokenAuthenticator({})
+    for token, principal in tokens.items():
+        auth.add(token, principal)
+    hub = Hub()
+    return make_app(
+        store=store,
+        live=LiveState(hub),
+        hub=hub,
+        auth=auth,
+        stats=IngestStats(),
+        snapshot_files=SnapshotFiles(tmp_path / "snapshots"),
+        extra_routes=routes,
+        services=services,
+        **({} if clock is None else {"clock": clock}),
+    )

@@ -13,15 +13,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from server.ingest import IngestStats
-from server.live import Hub, LiveState
 from server.org.store import OrgStore
-from server.snapshots import SnapshotFiles
 from server.sqlite_store import SqliteStore
 from server.web import org_routes
-from server.web.access import Principal, Role, TokenAuthenticator
-from server.web.app import make_app
+from server.web.access import Principal, Role
 from server.web.keys import ORG
+from tests.server.support import api_app
 
 from .support import ISSUED_MS, build, local_ms
 
@@ -45,20 +42,13 @@ def run(tmp_path: Path, body: Body) -> None:
         store = SqliteStore(tmp_path / "s.db")
         org = OrgStore(tmp_path / "org.db")
         build(org)
-        auth = TokenAuthenticator({})
-        for token, principal in TOKENS.items():
-            auth.add(token, principal)
-        hub = Hub()
-        app = make_app(
-            store=store,
-            live=LiveState(hub),
-            hub=hub,
-            auth=auth,
-            stats=IngestStats(),
-            snapshot_files=SnapshotFiles(tmp_path / "snapshots"),
-            clock=lambda: NOW_MS / 1000,
-            extra_routes=[org_routes.routes],
+        app = api_app(
+            tmp_path,
+            store,
+            TOKENS,
+            routes=[org_routes.routes],
             services={ORG: org},
+            clock=lambda: NOW_MS / 1000,
         )
         try:
             async with TestClient(TestServer(app)) as client:

@@ -12,18 +12,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from server.duty.service import DutyService
-from server.ingest import IngestStats
-from server.live import Hub, LiveState
 from server.org.store import OrgStore
 from server.reports.period import Period
 from server.reports.service import Reports
-from server.snapshots import SnapshotFiles
 from server.spotcheck.service import SpotChecks
 from server.sqlite_store import SqliteStore
 from server.web import report_routes
-from server.web.access import Principal, Role, TokenAuthenticator
-from server.web.app import make_app
+from server.web.access import Principal, Role
 from server.web.keys import ORG, REPORTS
+from tests.server.support import api_app
 
 from .realdata import at, write_data_dir
 
@@ -104,18 +101,11 @@ def test_routes_over_the_real_organisation(tmp_path: Path, parts: Parts) -> None
     reports, store, org, _ = parts
 
     async def main() -> None:
-        auth = TokenAuthenticator({})
-        for token, principal in TOKENS.items():
-            auth.add(token, principal)
-        hub = Hub()
-        app = make_app(
-            store=store,
-            live=LiveState(hub),
-            hub=hub,
-            auth=auth,
-            stats=IngestStats(),
-            snapshot_files=SnapshotFiles(tmp_path / "snapshots"),
-            extra_routes=[report_routes.routes],
+        app = api_app(
+            tmp_path,
+            store,
+            TOKENS,
+            routes=[report_routes.routes],
             services={REPORTS: reports, ORG: org},
         )
         async with TestClient(TestServer(app)) as client:

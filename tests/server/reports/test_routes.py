@@ -14,16 +14,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from server.duty.rules import ShiftResult
-from server.ingest import IngestStats
-from server.live import Hub, LiveState
 from server.org.model import Shift
 from server.reports.service import Reports
-from server.snapshots import SnapshotFiles
 from server.sqlite_store import SqliteStore
 from server.web import report_routes
-from server.web.access import Principal, Role, TokenAuthenticator
-from server.web.app import make_app
+from server.web.access import Principal, Role
 from server.web.keys import ORG, REPORTS
+from tests.server.support import api_app
 
 from .fakes import FakeDuty, FakeOrg, FakeSpotChecks, fake_scan, make_reports
 
@@ -43,20 +40,13 @@ Body = Callable[[TestClient], Awaitable[None]]
 def _run(tmp_path: Path, body: Body, reports: Reports | None = None) -> None:
     async def main() -> None:
         store = SqliteStore(tmp_path / "s.db")
-        auth = TokenAuthenticator({})
-        for token, principal in TOKENS.items():
-            auth.add(token, principal)
-        hub = Hub()
         nonlocal reports
         reports = reports or make_reports()
-        app = make_app(
-            store=store,
-            live=LiveState(hub),
-            hub=hub,
-            auth=auth,
-            stats=IngestStats(),
-            snapshot_files=SnapshotFiles(tmp_path / "snapshots"),
-            extra_routes=[report_routes.routes],
+        app = api_app(
+            tmp_path,
+            store,
+            TOKENS,
+            routes=[report_routes.routes],
             services={REPORTS: reports, ORG: reports.org},
         )
         try:

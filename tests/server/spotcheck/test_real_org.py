@@ -12,18 +12,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from server.duty.geo import Circle
-from server.ingest import IngestStats
-from server.live import Hub, LiveState
 from server.org.model import Post, PostKind, Shift, Terminal, Unit, UnitLevel, Volunteer
 from server.org.store import OrgStore
-from server.snapshots import SnapshotFiles
 from server.spotcheck.errors import NotInUnit, UnknownUnit
 from server.spotcheck.service import OrgView, SpotChecks
 from server.sqlite_store import SqliteStore
 from server.web import spotcheck_routes
-from server.web.access import Principal, Role, TokenAuthenticator
-from server.web.app import make_app
+from server.web.access import Principal, Role
 from server.web.keys import ORG, SPOTCHECKS
+from tests.server.support import api_app
 
 from .support import T0, Broker, Clock
 
@@ -91,17 +88,11 @@ def test_the_service_and_routes_work_on_the_real_organisation_store(
 def _routes_with_scope(tmp_path: Path, service: SpotChecks, org: OrgStore, outside: str) -> None:
     async def main() -> None:
         store = SqliteStore(tmp_path / "s.db")
-        auth = TokenAuthenticator({})
-        auth.add("s1", Principal("Inspector Zhao", Role.INSPECTOR, scope="ft-s1"))
-        hub = Hub()
-        app = make_app(
-            store=store,
-            live=LiveState(hub),
-            hub=hub,
-            auth=auth,
-            stats=IngestStats(),
-            snapshot_files=SnapshotFiles(tmp_path / "snapshots"),
-            extra_routes=[spotcheck_routes.routes],
+        app = api_app(
+            tmp_path,
+            store,
+            {"s1": Principal("Inspector Zhao", Role.INSPECTOR, scope="ft-s1")},
+            routes=[spotcheck_routes.routes],
             services={SPOTCHECKS: service, ORG: org},
         )
         headers = {"Authorization": "Bearer s1"}

@@ -10,15 +10,12 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from server.ingest import IngestStats
-from server.live import Hub, LiveState
-from server.snapshots import SnapshotFiles
 from server.spotcheck.service import SpotChecks
 from server.sqlite_store import SqliteStore
 from server.web import spotcheck_routes
-from server.web.access import Principal, Role, TokenAuthenticator
-from server.web.app import make_app
+from server.web.access import Principal, Role
 from server.web.keys import ORG, SPOTCHECKS
+from tests.server.support import api_app
 
 from .support import Broker, Clock, FakeOrg, answer, fix_at, futian, make_service, picture
 
@@ -40,20 +37,13 @@ def _run(tmp_path: Path, body: Body, org: FakeOrg | None = None) -> None:
     async def main() -> None:
         store = SqliteStore(tmp_path / "s.db")
         service, clock, broker = make_service(tmp_path, org or futian())
-        auth = TokenAuthenticator({})
-        for token, principal in TOKENS.items():
-            auth.add(token, principal)
-        hub = Hub()
-        app = make_app(
-            store=store,
-            live=LiveState(hub),
-            hub=hub,
-            auth=auth,
-            stats=IngestStats(),
-            snapshot_files=SnapshotFiles(tmp_path / "snapshots"),
-            clock=clock,
-            extra_routes=[spotcheck_routes.routes],
+        app = api_app(
+            tmp_path,
+            store,
+            TOKENS,
+            routes=[spotcheck_routes.routes],
             services={SPOTCHECKS: service, ORG: org or futian()},
+            clock=clock,
         )
         try:
             async with TestClient(TestServer(app)) as client:

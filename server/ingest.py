@@ -200,10 +200,6 @@ class Ingest:
         frames = [self._frame(v, received_ms) for v, received_ms in verified]
         self._write_snapshot_files(verified)
         outcomes = self._store.store_frames(frames) if frames else []
-        if rejected:
-            # Kept per device and day: signature failures are an anti-gaming flag.
-            day = time.strftime("%Y-%m-%d", time.gmtime(batch[0][2] / 1000))
-            self._store.add_rejections(day, rejected)
         to_ack: dict[tuple[str, int], list[int]] = defaultdict(list)
         new: dict[int, Accepted] = {}
         for i, ((v, received_ms), frame, outcome) in enumerate(
@@ -224,9 +220,14 @@ class Ingest:
             # would help nobody. The conflict counter is what an inspector sees.
             to_ack[(env.party, frame.key_id)].append(env.seq)
         self._acknowledge(to_ack)
+        if rejected:
+            self._count_rejections(batch[0][2], rejected)
         stored = [frames[i] for i in new]
         if stored:
-            self._on_stored(stored)
+            try:
+                self._on_stored(stored)
+            except Exception:  # the live duty figures must never stop ingest
+                self._log.exception("on_stored failed for a batch of %d frames", len(stored))
         feed = [
             a if isinstance(a, Accepted) else new[a]
             for a in arrivals
@@ -235,6 +236,15 @@ class Ingest:
         if feed:
             self._on_accepted(feed)
         return list(new.values())
+
+    def _count_rejections(self, received_ms: int, rejected: Counter[tuple[str, str]]) -> None:
+        """Kept per device and day (signature failures are an anti-gaming flag), after the
+        acks: a failure here loses a count, never an acknowledgement."""
+        day = time.strftime("%Y-%m-%d", time.gmtime(received_ms / 1000))
+        try:
+            self._store.add_rejections(day, rejected)
+        except StoreError as exc:
+            self._log.error("rejections not counted in the store: %s", exc)
 
     def _write_snapshot_files(self, verified: list[tuple[Verified, int]]) -> None:
         """JPEGs go to their content-addressed files before the transaction that records them:

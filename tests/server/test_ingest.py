@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,6 +240,11 @@ def test_rejections_are_counted_every_time(harness: Harness, alice: Terminal) ->
     assert harness.ingest.stats.rejected[("ghost", "UnknownKey: key_id")] == 3
     assert harness.published == []
     assert harness.accepted == []
+    # …and kept in the store per device and day, for the signature-failure flag.
+    assert harness.store.rejections(device_id="ghost") == [
+        ("ghost", time.strftime("%Y-%m-%d", time.gmtime((T0 + 500) / 1000)),
+         "UnknownKey: key_id", 3)
+    ]  # fmt: skip
 
 
 def test_a_batch_of_only_bad_frames_stores_and_acks_nothing(

@@ -307,9 +307,13 @@ class DutyTracker:
     def load_array(
         self, shift_id: str, fixes: FixArray, evidence: Sequence[EvidenceRow]
     ) -> None:
-        """``load_rows`` from the store's packed ``fix_array``: the batch path classifies the
-        fixes (bit for bit as ``classify`` would) and picks each second's winner, so start-up
-        costs NumPy work plus one dict entry per second."""
+        """Merge the store's packed ``fix_array`` into a tracked shift in one pass: the batch
+        path classifies the fixes (bit for bit as ``classify`` would) and picks each second's
+        winner, so start-up costs NumPy work plus one dict entry per second.
+
+        The server registers a shift first and reads the store after, so a frame stored
+        meanwhile arrives by ``on_stored`` or by the read, or both (harmless), never neither.
+        """
         with self._lock:
             track = self._tracks.get(shift_id)
         if track is None:
@@ -326,19 +330,6 @@ class DutyTracker:
             if self._tracks.get(shift_id) is track:
                 track.load(fix_points, ev_points)
 
-    def load_rows(
-        self, shift_id: str, fixes: Sequence[FixRow], evidence: Sequence[EvidenceRow]
-    ) -> None:
-        """Merge stored rows into a tracked shift in one pass.
-
-        The server registers a shift first and reads the store after, so a frame stored
-        meanwhile arrives by ``on_stored`` or by the read, or both (harmless), never neither.
-        """
-        with self._lock:
-            track = self._tracks.get(shift_id)
-            if track is not None:
-                track.load(*_points(track.fence, fixes, evidence))
-
     def remove_shift(self, shift_id: str) -> None:
         with self._lock:
             self._drop(shift_id)
@@ -350,10 +341,6 @@ class DutyTracker:
             tracks.remove(old)
             if not tracks:
                 del self._by_device[old.device_id]
-
-    def shift_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._tracks)
 
     # --- data -----------------------------------------------------------------------------------
 
@@ -457,12 +444,13 @@ class DutyTracker:
             return track.state_at(t_s)
 
     def elapsed_counts(self, shift_id: str, now_s: int) -> dict[State, int] | None:
-        """Seconds per state from the shift's start until ``now_s`` (running rates)."""
+        """Seconds per state from the shift's start until ``now_s`` (running rates): the running
+        counts less the seconds still to come, which hold no points but expiries — a few
+        steps, not a walk over the whole shift, for every shift on every ``/duty/now``."""
         with self._lock:
             track = self._tracks.get(shift_id)
             if track is None:
                 return None
-            out = dict.fromkeys(State, 0)
-            for lo, hi, state in track._walk(track.start_s, min(now_s, track.end_s)):
-                out[_STATES[state]] += hi - lo
-            return out
+            now_s = max(track.start_s, min(now_s, track.end_s))
+            rest = track._tally(now_s, track.end_s)
+            return {s: track.counts[s] - rest[s] for s in State}

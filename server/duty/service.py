@@ -85,13 +85,6 @@ class DutyService:
             raise LookupError(f"shift {shift.shift_id}: post {shift.post_id} is gone")
         return post.fence
 
-    def _rows(self, device_id: str, start_s: int, end_s: int) -> tuple[list[Any], list[Any]]:
-        since = (start_s - LOOKBACK_S) * 1000
-        return (
-            self._store.fix_rows(device_id, since, end_s * 1000),
-            self._store.evidence_rows(device_id, since, end_s * 1000),
-        )
-
     def _data(self, device_id: str, start_s: int, end_s: int) -> DeviceData:
         since = (start_s - LOOKBACK_S) * 1000
         return DeviceData.from_array(
@@ -236,6 +229,4 @@ class DutyService:
             tuple(segments),
         )
 
-    def tracked(self) -> list[Shift]:
-        return list(self._tracked.values())
 

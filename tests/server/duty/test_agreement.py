@@ -122,6 +122,11 @@ def test_batch_incremental_and_definition_agree_to_the_second(
     assert counts is not None
     assert counts == {s: expected.count(s) for s in State}
     assert tracker.tally("s1") == tally_of("s1", start, end, batch)
+    # "So far" at any second: the running counts less the seconds still to come.
+    now = start + seed % (end - start + 1)
+    assert tracker.elapsed_counts("s1", now) == {
+        s: expected[: now - start].count(s) for s in State
+    }
 
     # Loading from stored rows at start-up gives the same.
     loaded = DutyTracker()
@@ -129,17 +134,9 @@ def test_batch_incremental_and_definition_agree_to_the_second(
     assert loaded.segments("s1") == batch
     assert loaded.counts("s1") == counts
 
-    # Registered first, then some data arrives live, then the stored rows are merged in (the
-    # server's start-up order): overlap between the two is harmless.
-    merged = DutyTracker()
-    merged.add_shift("s1", "d1", start, end, fence)
+    # Registered first, then some data arrives live, then the stored rows are merged in from
+    # the store's packed array (the server's start-up order): overlap is harmless.
     half = len(fixes) // 2
-    feed_shuffled(merged, fixes[half:], evidence[: len(evidence) // 2], seed)
-    merged.load_rows("s1", fixes, evidence)
-    assert merged.segments("s1") == batch
-    assert merged.counts("s1") == counts
-
-    # The same from the store's packed array (the server's start-up path).
     packed = DutyTracker()
     packed.add_shift("s1", "d1", start, end, fence)
     feed_shuffled(packed, fixes[:half], evidence[len(evidence) // 2 :], seed)

@@ -18,7 +18,9 @@ from .errors import (
 from .frame import FRAME_VERSION, Envelope, Frame, Scheme, decode
 from .messages import (
     Checkpoint,
+    Clue,
     ConfigPush,
+    DispatchCancel,
     DispatchCommand,
     DispatchResponse,
     Event,
@@ -38,6 +40,8 @@ from .messages import (
     Snapshot,
     SnapshotTrigger,
     StoredAck,
+    Task,
+    TaskAck,
 )
 
 __all__ = [
@@ -47,8 +51,10 @@ __all__ = [
     "AuthenticationError",
     "BadTag",
     "Checkpoint",
+    "Clue",
     "ConfigPush",
     "DeviceEndpoint",
+    "DispatchCancel",
     "DispatchCommand",
     "DispatchResponse",
     "Envelope",
@@ -78,6 +84,8 @@ __all__ = [
     "Snapshot",
     "SnapshotTrigger",
     "StoredAck",
+    "Task",
+    "TaskAck",
     "TopicError",
     "UnknownKey",
     "UnsupportedVersion",

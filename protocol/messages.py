@@ -81,6 +81,19 @@ class Message(Record):
     TOPIC: ClassVar[str]
 
 
+class IncidentKind(enum.StrEnum):
+    """What an incident (and a clue) is about."""
+
+    FIGHT = "fight"
+    THEFT = "theft"
+    MEDICAL = "medical"
+    FIRE = "fire"
+    TRAFFIC = "traffic"
+    DISPUTE = "dispute"
+    SEARCH = "search"
+    OTHER = "other"
+
+
 # --- uplink -----------------------------------------------------------------------------------
 
 
@@ -167,6 +180,7 @@ class SnapshotTrigger(enum.StrEnum):
     SCENE_CHANGE = "scene_change"
     EVENT = "event"
     REQUEST = "request"
+    CLUE = "clue"  # the photo of a clue report; ``request_id`` names the clue
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +239,36 @@ class RollCallAnswer(Message):
     time_ms: int = wire(TIME)
     fix: Fix | None = wire(Maybe(Nested(Fix)), default=None)
     snapshot_sha256: bytes | None = wire(Maybe(Bytes(32, min_len=32)), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAck(Message):
+    """The volunteer has read a published task (任务发布)."""
+
+    TYPE = 9
+    DIRECTION = Direction.UPLINK
+    TOPIC = "resp"
+
+    task_id: str = wire(IDENT)
+    time_ms: int = wire(TIME)
+
+
+@dataclass(frozen=True, slots=True)
+class Clue(Message):
+    """A clue a volunteer reports (线索举报): what, where, when. A photo, if any, follows as a
+    ``Snapshot`` with trigger ``clue`` and ``request_id`` = ``clue_id``, on the picture lane,
+    so the text is never held up behind the picture's bytes."""
+
+    TYPE = 10
+    DIRECTION = Direction.UPLINK
+    TOPIC = "clue"
+
+    clue_id: str = wire(IDENT)
+    time_ms: int = wire(TIME)
+    text: str = wire(Str(1000, min_len=1))
+    category: IncidentKind = wire(Choice(IncidentKind), default=IncidentKind.OTHER)
+    fix: Fix | None = wire(Maybe(Nested(Fix)), default=None)
+    photo_sha256: bytes | None = wire(Maybe(Bytes(32, min_len=32)), default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,17 +358,6 @@ class StoredAck(Message):
         return cls(ranges=tuple(ranges))
 
 
-class IncidentKind(enum.StrEnum):
-    FIGHT = "fight"
-    THEFT = "theft"
-    MEDICAL = "medical"
-    FIRE = "fire"
-    TRAFFIC = "traffic"
-    DISPUTE = "dispute"
-    SEARCH = "search"
-    OTHER = "other"
-
-
 @dataclass(frozen=True, slots=True)
 class DispatchCommand(Message):
     """Go to a place. The agent must not ring for it after ``expires_ms``, whatever the broker."""
@@ -346,6 +379,44 @@ class DispatchCommand(Message):
     def validate(self) -> None:
         if self.expires_ms <= self.sent_ms:
             raise InvalidField("expires_ms", "must be after sent_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchCancel(Message):
+    """Stop ringing for a dispatch: the officer called it off or closed the incident."""
+
+    TYPE = 36
+    DIRECTION = Direction.DOWNLINK
+    TOPIC = "cmd"
+
+    dispatch_id: str = wire(IDENT)
+    sent_ms: int = wire(TIME)
+    reason: str = wire(Str(200), default="")
+
+
+@dataclass(frozen=True, slots=True)
+class Task(Message):
+    """A task published to volunteers (任务发布): shown until read or ``expires_ms``; the
+    agent answers ``TaskAck`` when the volunteer has read it."""
+
+    TYPE = 37
+    DIRECTION = Direction.DOWNLINK
+    TOPIC = "cmd"
+
+    task_id: str = wire(IDENT)
+    title: str = wire(Str(100, min_len=1))
+    sent_ms: int = wire(TIME)
+    expires_ms: int = wire(TIME)
+    text: str = wire(Str(1000), default="")
+    priority: int = wire(Int(1, 3), default=2)
+    lat: float | None = wire(Maybe(Scaled(10**7, -90.0, 90.0)), default=None)
+    lon: float | None = wire(Maybe(Scaled(10**7, -180.0, 180.0)), default=None)
+
+    def validate(self) -> None:
+        if self.expires_ms <= self.sent_ms:
+            raise InvalidField("expires_ms", "must be after sent_ms")
+        if (self.lat is None) != (self.lon is None):
+            raise InvalidField("lat", "a place needs both lat and lon, or neither")
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,7 +509,16 @@ UPLINK_TYPES: tuple[type[Message], ...] = (
     Snapshot,
     DispatchResponse,
     RollCallAnswer,
+    TaskAck,
+    Clue,
     Checkpoint,
 )
-DOWNLINK_TYPES: tuple[type[Message], ...] = (StoredAck, DispatchCommand, RollCall, ConfigPush)
+DOWNLINK_TYPES: tuple[type[Message], ...] = (
+    StoredAck,
+    DispatchCommand,
+    RollCall,
+    ConfigPush,
+    DispatchCancel,
+    Task,
+)
 MESSAGE_TYPES: dict[int, type[Message]] = {t.TYPE: t for t in UPLINK_TYPES + DOWNLINK_TYPES}

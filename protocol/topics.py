@@ -2,7 +2,7 @@
 
 ::
 
-    yj/1/up/{device}/{kind}      a terminal publishes here: pos pres evt snap resp ckpt
+    yj/1/up/{device}/{kind}      a terminal publishes here: pos pres evt snap resp clue ckpt
     yj/1/down/{device}/{kind}    the server publishes to one terminal: ack cmd cfg
     yj/1/unit/{unit}/{kind}      the server publishes to every terminal of an org unit: cmd cfg
 

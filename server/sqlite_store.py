@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,14 @@ def _v4(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [_v1, _v2, _v3, _v4]
+def _v5(conn: sqlite3.Connection) -> None:
+    """Dispatch and field reports replay the answers, clues and alarms received since a time
+    (``frames_received``): after a crash between the commit and the dispatch service's own
+    write, the frames are stored and acknowledged, and only this replay finds them."""
+    sqlite_utils.Database(conn).table("frames").create_index(["type", "received_ms"])
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
 
 _SNAPSHOT_COLUMNS = (
     "device_id, seq, sha256, captured_ms, trigger, width, height, size, received_ms, "
@@ -349,6 +356,19 @@ class SqliteStore:
             f" seq DESC, idx DESC) AS rn FROM positions WHERE flags=0) WHERE rn=1"
         )
         return {str(r[0]): TrackPoint(int(r[1]), _fix(r[2:11]), int(r[11])) for r in rows}
+
+    def frames_received(
+        self, type_codes: Collection[int], since_ms: int
+    ) -> list[tuple[str, int, int, bytes]]:
+        if not type_codes:
+            return []
+        marks = ",".join("?" * len(type_codes))
+        rows = self._read(
+            f"SELECT device_id, seq, received_ms, payload FROM frames WHERE type IN ({marks}) "
+            "AND received_ms>=? ORDER BY received_ms, device_id, seq",
+            (*sorted(type_codes), since_ms),
+        )
+        return [(str(r[0]), int(r[1]), int(r[2]), bytes(r[3])) for r in rows]
 
     def frame(self, device_id: str, seq: int) -> bytes | None:
         rows = self._read(

@@ -9,7 +9,7 @@ transaction, and acknowledges to the terminals only after that call returns.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -142,6 +142,13 @@ class Store(Protocol):
         ...
 
     def frame(self, device_id: str, seq: int) -> bytes | None: ...
+
+    def frames_received(
+        self, type_codes: Collection[int], since_ms: int
+    ) -> list[tuple[str, int, int, bytes]]:
+        """``(device_id, seq, received_ms, payload)`` of the stored frames of these message
+        TYPE codes received at or after ``since_ms``, in the order received."""
+        ...
 
     def checkpoint_covering(self, device_id: str, seq: int) -> bytes | None:
         """The stored frame of a checkpoint whose range includes ``seq``."""

@@ -22,3 +22,5 @@ ORG = web.AppKey("org", object)  # server.org.store.OrgStore
 DUTY = web.AppKey("duty", object)  # server.duty.service.DutyService
 SPOTCHECKS = web.AppKey("spotchecks", object)  # server.spotcheck.service.SpotChecks
 REPORTS = web.AppKey("reports", object)  # server.reports.service.Reports
+DISPATCH = web.AppKey("dispatch", object)  # server.dispatch.service.Dispatcher
+FIELD = web.AppKey("field", object)  # server.field.service.FieldReports

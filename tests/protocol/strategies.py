@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from protocol import (
     Checkpoint,
+    Clue,
     ConfigPush,
+    DispatchCancel,
     DispatchCommand,
     DispatchResponse,
     Envelope,
@@ -35,6 +37,8 @@ from protocol import (
     Snapshot,
     SnapshotTrigger,
     StoredAck,
+    Task,
+    TaskAck,
 )
 from protocol.fields import MAX_TIME_MS, MIN_TIME_MS
 from protocol.messages import (
@@ -72,8 +76,8 @@ _CONTROLS = [chr(c) for c in range(0x20) if chr(c) not in "\n\t"]
 free_text_chars = st.characters(codec="utf-8", exclude_characters=_CONTROLS)
 
 
-def free_text(max_size: int) -> st.SearchStrategy[str]:
-    return st.text(free_text_chars, max_size=max_size)
+def free_text(max_size: int, *, min_size: int = 0) -> st.SearchStrategy[str]:
+    return st.text(free_text_chars, min_size=min_size, max_size=max_size)
 
 
 def scaled(lo: float, hi: float, *, hi_open: bool = False) -> st.SearchStrategy[float]:
@@ -177,6 +181,17 @@ rollcall_answers = st.builds(
     snapshot_sha256=st.none() | st.binary(min_size=32, max_size=32),
 )
 
+task_acks = st.builds(TaskAck, task_id=ids, time_ms=times)
+clues = st.builds(
+    Clue,
+    clue_id=ids,
+    time_ms=times,
+    text=free_text(1000, min_size=1),
+    category=st.sampled_from(IncidentKind),
+    fix=maybe_fix,
+    photo_sha256=st.none() | st.binary(min_size=32, max_size=32),
+)
+
 
 @st.composite
 def checkpoints(draw: st.DrawFn, max_span: int = 80) -> Checkpoint:
@@ -258,6 +273,27 @@ def config_pushes(draw: st.DrawFn) -> ConfigPush:
     return ConfigPush(version=draw(seqs), settings=settings)
 
 
+dispatch_cancels = st.builds(
+    DispatchCancel, dispatch_id=ids, sent_ms=times, reason=free_text(200)
+)
+
+
+@st.composite
+def tasks(draw: st.DrawFn) -> Task:
+    sent, expires = draw(_ordered_times())
+    place = draw(st.none() | st.tuples(latitudes, longitudes))
+    return Task(
+        task_id=draw(ids),
+        title=draw(free_text(100, min_size=1)),
+        sent_ms=sent,
+        expires_ms=expires,
+        text=draw(free_text(1000)),
+        priority=draw(st.integers(1, 3)),
+        lat=None if place is None else place[0],
+        lon=None if place is None else place[1],
+    )
+
+
 MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
     Position: positions,
     PositionBatch: position_batches,
@@ -266,11 +302,15 @@ MESSAGE_STRATEGIES: dict[type[Message], st.SearchStrategy[Message]] = {
     Snapshot: snapshots(),
     DispatchResponse: dispatch_responses,
     RollCallAnswer: rollcall_answers,
+    TaskAck: task_acks,
+    Clue: clues,
     Checkpoint: checkpoints(),
     StoredAck: stored_acks(),
     DispatchCommand: dispatch_commands(),
     RollCall: roll_calls(),
     ConfigPush: config_pushes(),
+    DispatchCancel: dispatch_cancels,
+    Task: tasks(),
 }
 assert set(MESSAGE_STRATEGIES) == set(MESSAGE_TYPES.values()), "a message type has no strategy"
 

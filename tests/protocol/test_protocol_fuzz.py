@@ -26,8 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import (
+    Clue,
     ConfigPush,
     DeviceEndpoint,
+    DispatchCancel,
     DispatchCommand,
     DispatchResponse,
     Event,
@@ -46,6 +48,8 @@ from protocol import (
     Setting,
     Snapshot,
     SnapshotTrigger,
+    Task,
+    TaskAck,
     UplinkVerifier,
     decode,
     digest,
@@ -121,6 +125,11 @@ def _corpus() -> list[Seed]:
             dispatch_id="d-1", status=ResponseStatus.DECLINED, time_ms=t, reason="在另一现场"
         ),
         RollCallAnswer(rollcall_id="rc-3", time_ms=t, fix=full_fix, snapshot_sha256=bytes(32)),
+        TaskAck(task_id="task-7", time_ms=t),
+        Clue(
+            clue_id="c-1", time_ms=t, text="可疑人员在车棚撬锁", category=IncidentKind.THEFT,
+            fix=bare_fix, photo_sha256=hashlib.sha256(jpeg).digest(),
+        ),
     ]
     seeds: list[Seed] = []
     sealed: list[bytes] = []
@@ -148,6 +157,13 @@ def _corpus() -> list[Seed]:
         SERVER_END.command(
             DEVICE, ConfigPush(version=4, settings=((Setting.HEARTBEAT_S, 60),
                                                     (Setting.INTERVAL_MOVING_S, 5))), sent_ms=t,
+        ),
+        SERVER_END.command(DEVICE, DispatchCancel(dispatch_id="d-1", sent_ms=t, reason="已处置"),
+                           sent_ms=t),
+        SERVER_END.command(
+            DEVICE, Task(task_id="task-7", title="寻找走失老人", sent_ms=t,
+                         expires_ms=t + 3_600_000, text="灰色外套, 约 75 岁", lat=31.23,
+                         lon=121.47), sent_ms=t,
         ),
     ]
     seeds += [Seed(o.payload, o.topic, Direction.DOWNLINK) for o in downlink]

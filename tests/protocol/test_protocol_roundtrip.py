@@ -47,7 +47,7 @@ ROUND_TRIP = settings(
 
 
 def test_type_codes_are_unique_and_cover_both_directions() -> None:
-    assert len({t.TYPE for t in TYPES}) == len(TYPES) == 12
+    assert len({t.TYPE for t in TYPES}) == len(TYPES) == 16
     assert set(UPLINK_TYPES) | set(DOWNLINK_TYPES) == set(TYPES)
     assert all(0 < t.TYPE < 128 for t in TYPES)  # a positive fixint: one byte on the wire
 

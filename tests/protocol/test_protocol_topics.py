@@ -14,7 +14,7 @@ from .strategies import ids
 
 
 def test_kinds() -> None:
-    assert sorted(topics.UPLINK_KINDS) == ["ckpt", "evt", "pos", "pres", "resp", "snap"]
+    assert sorted(topics.UPLINK_KINDS) == ["ckpt", "clue", "evt", "pos", "pres", "resp", "snap"]
     assert sorted(topics.DOWNLINK_KINDS) == ["ack", "cfg", "cmd"]
     assert topics.UPLINK_FILTER == "yj/1/up/+/+"
 

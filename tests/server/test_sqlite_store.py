@@ -340,3 +340,26 @@ def test_device_key_types(store: SqliteStore) -> None:
     assert isinstance(key, DeviceKey)
     assert isinstance(key.mac_key, bytes) and len(key.mac_key) == 32
     assert isinstance(key.public_key, bytes) and len(key.public_key) == 32
+
+
+def test_frames_received_by_type_and_time(store: SqliteStore, alice: Terminal, bob: Terminal) -> None:
+    """What dispatch and field reports replay after a crash: frames of some types, in the
+    order they were received, from a time on."""
+    heartbeat = Presence(kind=PresenceKind.HEARTBEAT)
+    store.add_device(device_record(alice.identity), device_key(alice.identity))
+    store.add_device(device_record(bob.identity), device_key(bob.identity))
+    frames = [
+        alice.incoming(pos(T0), 1, received_ms=T0 + 100),
+        bob.incoming(heartbeat, 1, received_ms=T0 + 200),
+        alice.incoming(heartbeat, 2, received_ms=T0 + 300),
+        bob.incoming(pos(T0 + 1000), 2, received_ms=T0 + 50),
+    ]
+    store.store_frames(frames)
+    got = store.frames_received([Presence.TYPE], T0)
+    assert [(d, s, r) for d, s, r, _ in got] == [("bob", 1, T0 + 200), ("alice", 2, T0 + 300)]
+    assert got[1][3] == frames[2].payload
+    assert store.frames_received([Presence.TYPE], T0 + 250)[0][:2] == ("alice", 2)
+    assert [f[:2] for f in store.frames_received([Presence.TYPE, Position.TYPE], 0)] == [
+        ("bob", 2), ("alice", 1), ("bob", 1), ("alice", 2)
+    ]
+    assert store.frames_received([], 0) == []

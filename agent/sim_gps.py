@@ -45,6 +45,20 @@ class SimulatedWalker:
         self._target = self._waypoint()
         self._pause_s = 0.0
         self._last_s: float | None = None
+        self._errand: tuple[float, float] | None = None
+
+    def go_to(self, lat: float, lon: float) -> None:
+        """Walk straight to a place and wait there (a dispatch), until ``resume``."""
+        k = math.cos(math.radians(self.post_lat))
+        north = math.radians(lat - self.post_lat) * EARTH_RADIUS_M
+        east = math.radians(lon - self.post_lon) * EARTH_RADIUS_M * k
+        self._errand = (north, east)
+        self._target, self._pause_s = self._errand, 0.0
+
+    def resume(self) -> None:
+        """Back to patrolling around the post."""
+        self._errand = None
+        self._target = self._waypoint()
 
     def _waypoint(self) -> tuple[float, float]:
         r = self.radius_m * math.sqrt(self._rng.random())
@@ -65,6 +79,9 @@ class SimulatedWalker:
             course = math.degrees(math.atan2(de, dn)) % 360
             if step >= dist:
                 self._north, self._east = self._target
+                if self._errand is not None:  # arrived: stay on scene
+                    self._pause_s = 1.0
+                    return self._fix(now_ms, 0.0, course)
                 self._target = self._waypoint()
                 if self._rng.random() < 0.3:
                     self._pause_s = self._rng.uniform(5, 30)
@@ -72,6 +89,9 @@ class SimulatedWalker:
                 self._north += dn / dist * step
                 self._east += de / dist * step
                 speed = self.speed_mps
+        return self._fix(now_ms, speed, course)
+
+    def _fix(self, now_ms: int, speed: float, course: float) -> Fix:
         lat, lon = offset(self.post_lat, self.post_lon, self._north, self._east)
         return Fix(
             time_ms=now_ms,

@@ -92,3 +92,18 @@ def test_distance_is_symmetric_and_zero_on_itself() -> None:
     assert distance_m(*POST, *other) == pytest.approx(distance_m(*other, *POST))
     # One degree of latitude is about 111.2 km on a 6371 km sphere.
     assert distance_m(0.0, 0.0, 1.0, 0.0) == pytest.approx(111_195, rel=1e-3)
+
+
+def test_go_to_walks_straight_there_stays_then_resumes_patrol() -> None:
+    walker = SimulatedWalker(*POST, radius_m=100, speed_mps=2.0, seed=3)
+    walk(walker, 5)
+    scene = offset(*POST, 400.0, -300.0)  # 500 m away, outside the patrol area
+    walker.go_to(*scene)
+    fixes = [walker.read(T0 + (5 + k) * 1000) for k in range(400)]
+    arrived = next(i for i, f in enumerate(fixes) if distance_m(f.lat, f.lon, *scene) < 1.0)
+    assert 240 <= arrived <= 320  # ~500-600 m at 2 m/s, in a straight line
+    assert all(distance_m(f.lat, f.lon, *scene) < 1.0 for f in fixes[arrived:])
+    assert fixes[-1].speed_mps == 0.0
+    walker.resume()
+    later = [walker.read(T0 + (405 + k) * 1000) for k in range(600)]
+    assert distance_m(later[-1].lat, later[-1].lon, *POST) <= 101

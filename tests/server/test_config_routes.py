@@ -29,9 +29,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(20)
 def _run(tmp_path: Path, site: SiteConfig, body: Callable[[Client], Awaitable[None]]) -> None:
     async def main() -> None:
         store = SqliteStore(tmp_path / "s.db")
-        app = api_app(
-            tmp_path, store, TOKENS, routes=[config_routes.routes], services={SITE: site}
-        )
+        app = api_app(tmp_path, store, TOKENS, routes=[config_routes.routes], services={SITE: site})
         try:
             async with TestClient(TestServer(app)) as client:
                 await body(client)
@@ -74,8 +72,13 @@ def test_tiles_from_a_folder(tmp_path: Path) -> None:
         r = await client.get("/tiles/3/6/3.png", headers=h("officer"))
         assert r.status == 200 and await r.read() == PNG
         assert (await client.get("/tiles/3/6/4.png", headers=h("officer"))).status == 404
-        for bad in ("/tiles/3/6/..%2F..%2F..%2Fsecret.png", "/tiles/3/x/3.png", "/tiles/3/9/3.png",
-                    "/tiles/40/0/0.png", "/tiles/3/6/3.jpg"):
+        for bad in (
+            "/tiles/3/6/..%2F..%2F..%2Fsecret.png",
+            "/tiles/3/x/3.png",
+            "/tiles/3/9/3.png",
+            "/tiles/40/0/0.png",
+            "/tiles/3/6/3.jpg",
+        ):
             r = await client.get(bad, headers=h("officer"))
             assert r.status in (400, 404), bad
             assert "error" in await r.json()

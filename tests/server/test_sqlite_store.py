@@ -342,7 +342,9 @@ def test_device_key_types(store: SqliteStore) -> None:
     assert isinstance(key.public_key, bytes) and len(key.public_key) == 32
 
 
-def test_frames_received_by_type_and_time(store: SqliteStore, alice: Terminal, bob: Terminal) -> None:
+def test_frames_received_by_type_and_time(
+    store: SqliteStore, alice: Terminal, bob: Terminal
+) -> None:
     """What dispatch and field reports replay after a crash: frames of some types, in the
     order they were received, from a time on."""
     heartbeat = Presence(kind=PresenceKind.HEARTBEAT)
@@ -360,6 +362,9 @@ def test_frames_received_by_type_and_time(store: SqliteStore, alice: Terminal, b
     assert got[1][3] == frames[2].payload
     assert store.frames_received([Presence.TYPE], T0 + 250)[0][:2] == ("alice", 2)
     assert [f[:2] for f in store.frames_received([Presence.TYPE, Position.TYPE], 0)] == [
-        ("bob", 2), ("alice", 1), ("bob", 1), ("alice", 2)
+        ("bob", 2),
+        ("alice", 1),
+        ("bob", 1),
+        ("alice", 2),
     ]
     assert store.frames_received([], 0) == []

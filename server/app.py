@@ -14,19 +14,22 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
-from protocol import Outgoing, RollCall, ServerEndpoint, topics
+from protocol import Message, Outgoing, RollCall, ServerEndpoint, topics
 from provisioning import DeviceIdentity, load_or_create_server_identity
 from provisioning.identity import raw_public
 from yijing.broker import LocalBroker, start_local_broker
 from yijing.mqtt import MqttLink, NotConnected
 
+from .dispatch.model import DispatchConfig
+from .dispatch.service import Dispatcher
 from .duty.service import DutyService
 from .errors import ConfigError, StoreError
+from .field.service import FieldReports
 from .ingest import Accepted, Ingest
 from .keyring import StoreKeyRing
 from .live import Hub, LiveState
@@ -36,15 +39,31 @@ from .snapshots import SnapshotFiles
 from .spotcheck.service import SpotChecks
 from .sqlite_store import SqliteStore
 from .store import Device, DeviceKey
-from .web import duty_routes, org_routes, report_routes, spotcheck_routes
+from .web import (
+    config_routes,
+    dispatch_routes,
+    duty_routes,
+    field_routes,
+    org_routes,
+    report_routes,
+    spotcheck_routes,
+)
 from .web.access import TokenAuthenticator
 from .web.app import make_app
-from .web.keys import DUTY, ORG, REPORTS, SPOTCHECKS
+from .web.config_routes import SiteConfig
+from .web.keys import DISPATCH, DUTY, FIELD, ORG, REPORTS, SITE, SPOTCHECKS
 
 log = logging.getLogger("yijing.server")
 
 #: How often the duty engine looks for new and edited shifts.
 DUTY_REFRESH_S = 60
+#: How often the live map learns who is on duty, on post, and who holds which terminal.
+LIVE_DUTY_S = 5
+#: How often dispatch and field reports look at their clocks (expiry, escalation, resends).
+TICK_S = 1.0
+#: How far back answers, clues and alarms are replayed at start-up (a crash between the
+#: store's commit and a service's own write leaves them stored, acked, and not yet applied).
+REPLAY_S = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +109,10 @@ class ServerConfig:
         ("scene_change", 7),
         ("request", 90),
         ("event", 180),
+        ("clue", 180),
     )
+    #: The officer's map: tile source and the walking model of the 1/3/5-minute circles.
+    site: SiteConfig = field(default_factory=SiteConfig)
 
 
 class Server:
@@ -118,8 +140,40 @@ class Server:
         )
         self.reports = Reports(self.store, self.org, self.duty, self.spotchecks)
         self.hub = Hub()
-        self.live = LiveState(self.hub)
+        self.live = LiveState(self.hub, clock=clock)
         self.live.load(self.store)
+        self._directory_generation = -1
+        self._refresh_directory()
+        site = config.site
+        self.dispatcher = Dispatcher(
+            path=data / "dispatch.db",
+            live=self.live,
+            org=self.org,
+            store=self.store,
+            hub=self.hub,
+            send=self._send_command,
+            clock=clock,
+            config=DispatchConfig(
+                walk_speed_mps=site.walk_speed_mps,
+                detour=site.detour,
+                circles_min=site.circles_min,
+            ),
+        )
+        self.field = FieldReports(
+            path=data / "field.db",
+            live=self.live,
+            org=self.org,
+            store=self.store,
+            hub=self.hub,
+            send=self._send_command,
+            clock=clock,
+        )
+        # Before any tick: an answer stored in time but not yet applied must not let the
+        # tick expire its dispatch.
+        since_ms = int((clock() - REPLAY_S) * 1000)
+        self.dispatcher.replay(since_ms)
+        self.field.replay(since_ms)
+        self.field.start()
         self.auth, self.first_admin_token = TokenAuthenticator.load_or_create(data / "tokens.json")
         self.broker: LocalBroker | None = None
         self.broker_address = (
@@ -141,6 +195,7 @@ class Server:
         self._runner: web.AppRunner | None = None
         self._retention: asyncio.Future[None] | None = None
         self._duty_loop: asyncio.Future[None] | None = None
+        self._loops: list[asyncio.Future[None]] = []
         self.http_port = config.http_port
 
     def _publish(self, out: Outgoing) -> None:
@@ -152,7 +207,45 @@ class Server:
         checks (which log their own store failures and never raise them: an exception here
         would stop the ingest thread)."""
         self.live.apply(batch)
+        self.dispatcher.on_accepted(batch)
+        self.field.on_accepted(batch)
         self.spotchecks.on_accepted(batch)
+
+    def _send_command(self, device: str, message: Message, expiry_s: int) -> None:
+        """Dispatches, cancels and tasks: signed, QoS 1, with an MQTT 5 message expiry
+        (§3.3.2.3.3) so a broker holding the terminal's session drops them when stale; the
+        agent refuses a stale one anyway. Raises ``NotConnected`` while the link is down."""
+        if self.link is None:
+            raise NotConnected("the server's broker link is not started")
+        out = self.endpoint.command(device, message, sent_ms=int(self._clock() * 1000))
+        self.link.publish(out.topic, out.payload, qos=1, expiry_s=max(1, expiry_s))
+
+    def _refresh_directory(self) -> None:
+        """Who holds which terminal, in which unit (from the organisation; read again only
+        when the organisation changed)."""
+        generation = self.org.generation
+        if generation == self._directory_generation:
+            return
+        self._directory_generation = generation
+        volunteers = {v.volunteer_id: v.name for v in self.org.volunteers()}
+        units: dict[str, str] = {}
+        holders: dict[str, tuple[str, str]] = {}
+        for terminal in self.org.terminals():
+            units[terminal.device_id] = terminal.unit_id
+            if terminal.holder is not None:
+                name = volunteers.get(terminal.holder, terminal.holder)
+                holders[terminal.device_id] = (terminal.holder, name)
+        self.live.set_directory(units, holders)
+
+    def _refresh_live_duty(self) -> None:
+        self._refresh_directory()
+        duty = {
+            s["device_id"]: (s["shift_id"], s["post_id"], s["state"])
+            for s in self.duty.now()
+            if s["device_id"] is not None
+        }
+        self.live.set_duty(duty)
+        self.live.tick()
 
     def _send_roll_call(self, device: str, call: RollCall) -> None:
         if self.link is None:
@@ -211,12 +304,18 @@ class Server:
                 duty_routes.routes,
                 spotcheck_routes.routes,
                 report_routes.routes,
+                dispatch_routes.routes,
+                field_routes.routes,
+                config_routes.routes,
             ],
             services={
                 ORG: self.org,
                 DUTY: self.duty,
                 SPOTCHECKS: self.spotchecks,
                 REPORTS: self.reports,
+                DISPATCH: self.dispatcher,
+                FIELD: self.field,
+                SITE: self.config.site,
             },
         )
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -229,6 +328,11 @@ class Server:
             self.http_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self._retention = asyncio.ensure_future(self._retention_loop())
         self._duty_loop = asyncio.ensure_future(self._duty_refresh_loop())
+        self._loops = [
+            asyncio.ensure_future(self._every(TICK_S, "dispatch", self.dispatcher.tick)),
+            asyncio.ensure_future(self._every(TICK_S, "field reports", self.field.tick)),
+            asyncio.ensure_future(self._every(LIVE_DUTY_S, "live duty", self._refresh_live_duty)),
+        ]
         await asyncio.to_thread(self.link.wait_connected, 10)
         log.info(
             "server on http://%s:%s, broker %s:%s",
@@ -266,6 +370,16 @@ class Server:
                 log.error("packing fixes failed: %s", exc)
             await asyncio.sleep(3600)
 
+    async def _every(self, period_s: float, what: str, step: Callable[[], object]) -> None:
+        """Run ``step`` on a worker thread every ``period_s``; a failure is logged and the
+        loop goes on (a full disk must not stop expiry or escalation for good)."""
+        while True:
+            try:
+                await asyncio.to_thread(step)
+            except Exception:
+                log.exception("%s tick failed", what)
+            await asyncio.sleep(period_s)
+
     async def _duty_refresh_loop(self) -> None:
         """Track the shifts near now at start-up — in the background: a station's day of
         fixes takes seconds to load, and a shift registers before its fixes are read, so no
@@ -282,7 +396,7 @@ class Server:
         return f"http://{self.config.http_host}:{self.http_port}"
 
     async def stop(self) -> None:
-        for loop in (self._retention, self._duty_loop):
+        for loop in (self._retention, self._duty_loop, *self._loops):
             if loop is not None:
                 loop.cancel()
         if self._runner is not None:
@@ -292,6 +406,8 @@ class Server:
             await asyncio.to_thread(self.link.stop)
         await asyncio.to_thread(self.ingest.stop)
         self.spotchecks.close()  # after ingest: no answer arrives on a closed store
+        self.dispatcher.close()
+        self.field.close()
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
         self.store.close()

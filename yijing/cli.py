@@ -14,7 +14,8 @@ from .argtypes import port, positive
 
 EXAMPLES = {
     "server": "example:\n  yijing server --data ./var/server --port 8080\n"
-    "  yijing server --broker mqtt://10.0.0.5:1883 --host 0.0.0.0",
+    "  yijing server --broker mqtt://10.0.0.5:1883 --host 0.0.0.0\n"
+    "  yijing server --tiles-dir /srv/tiles/futian --walk-speed 1.6",
     "demo": "example:\n  yijing demo --terminals 30 --port 8080",
     "provision": "example:\n  yijing provision device ft-0042 --units futian-s1 "
     "--broker mqtt://10.0.0.5:1883 --out ft-0042.json\n"
@@ -42,11 +43,23 @@ def cmd_server(args: argparse.Namespace) -> int:
     import asyncio
 
     from server.app import Server, ServerConfig
+    from server.web.config_routes import SiteConfig
+
+    try:
+        site = SiteConfig(
+            tiles=args.tiles, tiles_dir=args.tiles_dir, walk_speed_mps=args.walk_speed
+        )
+    except ValueError as exc:
+        raise SystemExit(f"yijing server: {exc}") from None
 
     async def serve() -> None:
         server = Server(
             ServerConfig(
-                data_dir=args.data, http_host=args.host, http_port=args.port, broker_url=args.broker
+                data_dir=args.data,
+                http_host=args.host,
+                http_port=args.port,
+                broker_url=args.broker,
+                site=site,
             )
         )
         await server.start()
@@ -175,6 +188,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="URL",
         help="mqtt://host:port[?protocol=3.1.1]; default: start a local broker",
+    )
+    p.add_argument(
+        "--tiles",
+        metavar="TEMPLATE",
+        help="map tiles for the officer's page, e.g. http://tiles.lan/{z}/{x}/{y}.png "
+        "(default: none; the map draws a metric grid)",
+    )
+    p.add_argument(
+        "--tiles-dir",
+        type=Path,
+        metavar="DIR",
+        help="serve offline tiles from DIR/z/x/y.png at /tiles/ (no internet needed)",
+    )
+    p.add_argument(
+        "--walk-speed",
+        type=positive,
+        default=1.4,
+        metavar="M_PER_S",
+        help="walking speed behind the 1/3/5-minute dispatch circles (default: 1.4)",
     )
     p.set_defaults(func=cmd_server)
 

@@ -137,6 +137,9 @@ class OrgStore:
         self._tables = Tables(self._conn)
         self._lock = threading.RLock()
         self.path = path
+        #: Bumped by every write in this process: readers that cache (the live map's who
+        #: holds which terminal) rebuild only when it moved.
+        self.generation = 0
 
     def close(self) -> None:
         with self._lock:
@@ -150,15 +153,19 @@ class OrgStore:
                 raise StoreError(f"organisation read failed: {exc}") from exc
 
     def _write(self, what: str, fn: Callable[[Tables], T]) -> T:
-        with self._lock, transaction(self._conn, StoreError, what):
-            return fn(self._tables)
+        with self._lock:
+            self.generation += 1
+            with transaction(self._conn, StoreError, what):
+                return fn(self._tables)
 
     @contextlib.contextmanager
     def batch(self, what: str) -> Iterator[Tables]:
         """One transaction for many writes (an import): committed when the block ends, rolled
         back if it raises. Use the ``Tables`` it gives, not this store, inside the block."""
-        with self._lock, transaction(self._conn, StoreError, what):
-            yield self._tables
+        with self._lock:
+            self.generation += 1
+            with transaction(self._conn, StoreError, what):
+                yield self._tables
 
     # --- units ---------------------------------------------------------------------------------
 

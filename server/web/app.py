@@ -27,7 +27,8 @@ from .access import (
     check_declared,
     error,
 )
-from .keys import AUTH, CLOCK, FILES, HUB, LIVE, STATS, STORE
+from .keys import AUTH, CLOCK, FILES, HUB, LIVE, ORG, STATS, STORE
+from .scope import visible_units
 
 STATIC = Path(__file__).parent / "static"
 
@@ -108,10 +109,22 @@ async def me(request: web.Request) -> web.StreamResponse:
     return web.json_response({"name": principal.name, "role": principal.role.value})
 
 
+async def _live_units(request: web.Request) -> frozenset[str] | None:
+    """The units whose terminals and events the caller may watch (None: all of them)."""
+    principal = request[PRINCIPAL]
+    if principal is not None and principal.scope is not None and ORG not in request.app:
+        return frozenset()  # no organisation store to resolve the scope with: nothing
+    units = await visible_units(request)
+    return None if units is None else frozenset(units)
+
+
 @routes.add("GET", "/api/v1/terminals", roles=WATCH)
 async def terminals(request: web.Request) -> web.StreamResponse:
     live: LiveState = request.app[LIVE]
-    return web.json_response({"server_time_ms": _now_ms(request), "terminals": live.snapshot()})
+    units = await _live_units(request)
+    # Off the loop: tens of thousands of docs, and ingest may hold the lock meanwhile.
+    docs = await asyncio.to_thread(live.snapshot, units)
+    return web.json_response({"server_time_ms": _now_ms(request), "terminals": docs})
 
 
 @routes.add("GET", "/api/v1/terminals/{device}/track", roles=WATCH)
@@ -215,23 +228,35 @@ async def stats(request: web.Request) -> web.StreamResponse:
 
 @routes.add("GET", "/api/v1/live", roles=WATCH)
 async def live_feed(request: web.Request) -> web.StreamResponse:
+    units = await _live_units(request)
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     hub = request.app[HUB]
-    watcher = hub.watch()
+    # Watch before the snapshot: a change in between arrives twice rather than never.
+    watcher = hub.watch(units)
+    tasks: list[asyncio.Future[Any]] = []
     try:
-        hello = {
-            "type": "hello",
-            "server_time_ms": _now_ms(request),
-            "terminals": request.app[LIVE].snapshot(),
-        }
-        await ws.send_json(hello)
-        reader = asyncio.ensure_future(ws.receive())
+        terminals = await asyncio.to_thread(request.app[LIVE].snapshot, units)
+        await ws.send_json(
+            {"type": "hello", "server_time_ms": _now_ms(request), "terminals": terminals}
+        )
+        reader: asyncio.Future[Any] = asyncio.ensure_future(ws.receive())
+        news: asyncio.Future[Any] = asyncio.ensure_future(watcher.next())
+        tasks = [reader, news]
         while not ws.closed:
-            updates = asyncio.ensure_future(watcher.next())
-            done, _ = await asyncio.wait({reader, updates}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({reader, news}, return_when=asyncio.FIRST_COMPLETED)
+            if news in done:  # first: what was taken from the watcher must not be lost
+                kind, items = news.result()
+                now_ms = _now_ms(request)
+                if kind == "event":
+                    for event in items:
+                        await ws.send_json({"type": "event", "server_time_ms": now_ms, **event})
+                else:
+                    await ws.send_json(
+                        {"type": "update", "server_time_ms": now_ms, "terminals": items}
+                    )
+                news = tasks[1] = asyncio.ensure_future(watcher.next())
             if reader in done:
-                updates.cancel()
                 msg = reader.result()
                 if msg.type in (
                     WSMsgType.CLOSE,
@@ -240,17 +265,13 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
                     WSMsgType.ERROR,
                 ):
                     break
-                reader = asyncio.ensure_future(ws.receive())  # watchers send nothing we need
-                continue
-            await ws.send_json(
-                {
-                    "type": "update",
-                    "server_time_ms": _now_ms(request),
-                    "terminals": updates.result(),
-                }
-            )
-        reader.cancel()
+                # Watchers send nothing we need.
+                reader = tasks[0] = asyncio.ensure_future(ws.receive())
+    except ConnectionResetError:
+        pass  # the browser went away mid-send
     finally:
+        for task in tasks:
+            task.cancel()
         hub.unwatch(watcher)
     return ws
 

@@ -1,87 +1,55 @@
 "use strict";
-// The duty officer's live map: a REST snapshot, then a WebSocket of changes; counts, a filterable
-// list, details and the recent track of the selected terminal. Strings come from i18n.js, the
-// canvas map from map.js.
+// The duty officer's live map: a REST snapshot, then a WebSocket of changes and events. This part
+// keeps the terminals (by the server's status), counts, unit/status/text filters, a virtual list,
+// the selected terminal's details and trail, posts' fences and the optional tiles; dispatch.js,
+// alerts.js and tasks.js add their panels through window.YJ (util.js).
 (function () {
-  const i18n = window.YJ_I18N, t = (key, vars) => i18n.t(key, vars);
-  const STALE_MS = 2 * 60 * 1000, MOVING_MPS = 0.5;
-  const TRACK_MS = 30 * 60 * 1000, TRACK_REFRESH_MS = 3000, TRACK_LIMIT = 5000;
-  const COLORS = { moving: "#15803d", still: "#2563eb", stale: "#c2410c", offline: "#6b7280", nofix: "#9ca3af" };
-  const TRACK_COLOR = "#7c3aed";
+  const YJ = window.YJ, { t, i18n } = YJ;
+  const STALE_MS = 150 * 1000, MOVING_MPS = 0.5;
+  const ROW_H = 46, LIST_OVERSCAN = 6;
+  // Most urgent first: the order of the count buttons, the legend and the list's sort.
+  const STATUSES = ["sos", "dispatched", "off_post", "on_post", "moving", "still", "nofix", "offline"];
+  const COLORS = { sos: "#dc2626", dispatched: "#9333ea", off_post: "#d97706", on_post: "#15803d",
+    moving: "#2563eb", still: "#0891b2", nofix: "#9ca3af", offline: "#6b7280" };
+  const URGENT = { sos: 0, dispatched: 1 };
+  const POST_COLORS = { duty_point: "#2563eb", patrol_segment: "#059669", guard_and_patrol: "#0d9488",
+    key_prevention_area: "#dc2626", strict_order_area: "#b45309", neighbourhood_watch: "#7c3aed",
+    internal_prevention: "#475569" };
   const $ = (sel) => document.querySelector(sel);
 
   const state = {
-    terminals: new Map(),   // device -> latest T from the server
-    status: new Map(),      // device -> status as last shown
-    offsetMs: 0,            // server clock minus local clock
+    terminals: new Map(),   // device -> latest doc from the server
+    order: [],              // device ids, urgent first then by id; rebuilt when orderDirty
+    orderDirty: true,
+    shown: [],              // ids passing the filters, in order
+    filtersDirty: true,
+    counts: {},
     selected: null,
-    track: null,            // {device, points, keys, loading, error, busy, again, last, timer}
     textFilter: "",
     statusFilter: "",
+    unitFilter: "",
+    unitSet: null,          // the filter unit's subtree, or null
+    units: new Map(),       // unit_id -> unit
+    posts: [],
+    tiles: null,
     fitted: false,
-    me: null,
     notice: null,           // {key, detail, blocking}
   };
-  const rows = new Map();   // device -> <li>
   window.yijing = { terminals: state.terminals, positionsDrawn: 0 };
+  YJ.config = { tiles: null, walk_speed_mps: 1.4, circles_min: [1, 3, 5], detour: 1.3 };
 
-  // ---- time, status and formatting --------------------------------------------------------
-  const serverNow = () => Date.now() + state.offsetMs;
-
+  // The server says the status; an older server (or a doc without it) gets the nearest guess.
   function statusOf(term) {
-    if (!term.online) return "offline";
-    if (serverNow() - term.last_seen_ms > STALE_MS) return "stale";
+    if (term.status && term.status in COLORS) return term.status;
+    if (!term.online || YJ.serverNow() - term.last_seen_ms > STALE_MS) return "offline";
     if (!term.fix) return "nofix";
-    return (term.fix.speed_mps ?? 0) > MOVING_MPS ? "moving" : "still";
+    return (term.fix.speed_mps ?? 0) >= MOVING_MPS ? "moving" : "still";
   }
 
-  function ago(ms) {
-    if (!ms) return t("unknown");
-    const s = Math.max(0, Math.round((serverNow() - ms) / 1000));
-    if (s < 2) return t("ago.now");
-    if (s < 90) return t("ago.s", { n: s });
-    if (s < 90 * 60) return t("ago.min", { n: Math.round(s / 60) });
-    if (s < 36 * 3600) return t("ago.h", { n: Math.round(s / 3600) });
-    return t("ago.d", { n: Math.round(s / 86400) });
-  }
+  const nameOf = (term) => (term.volunteer && term.volunteer.name) || "";
+  const unitName = (id) => (id && state.units.get(id) ? state.units.get(id).name : id || t("unknown"));
 
-  function clockTime(ms) {
-    const d = new Date(ms), opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
-    if (d.toDateString() === new Date().toDateString()) return d.toLocaleTimeString(i18n.locale, opts);
-    return d.toLocaleString(i18n.locale, { ...opts, year: "numeric", month: "2-digit", day: "2-digit" });
-  }
-
-  const distance = (m) => m >= 1000
-    ? t("unit.km", { n: +(m / 1000).toFixed(m >= 10000 ? 0 : 1) })
-    : t("unit.m", { n: Math.round(m) });
-  const kmh = (mps) => (mps == null ? t("unknown") : t("unit.kmh", { n: (mps * 3.6).toFixed(1) }));
-
-  function pathLength(points) {
-    let m = 0;
-    for (let i = 1; i < points.length; i++) {
-      const a = points[i - 1], b = points[i], k = Math.cos(((a.lat + b.lat) / 2) * Math.PI / 180);
-      m += Math.hypot((b.lat - a.lat) * 111320, (b.lon - a.lon) * 111320 * k);
-    }
-    return m;
-  }
-
-  // ---- server access ----------------------------------------------------------------------
-  class ApiError extends Error {
-    constructor(status, message) { super(message); this.status = status; }
-  }
-
-  async function getJSON(url) {
-    let res, body = null;
-    try {
-      res = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-    } catch (e) {
-      throw new ApiError(0, String(e.message || e));
-    }
-    try { body = await res.json(); } catch (e) { /* not JSON */ }
-    if (!res.ok) throw new ApiError(res.status, (body && body.error) || res.statusText);
-    return body;
-  }
-
+  // ---- notices ----------------------------------------------------------------------------
   const isAuthError = (err) => err.status === 401 || err.status === 403;
 
   function noticeFor(err) {
@@ -97,12 +65,13 @@
     const el = $("#notice"), n = state.notice;
     el.hidden = !n;
     if (!n) return;
-    const role = state.me ? t("role." + state.me.role) : t("unknown");
+    const role = YJ.me ? t("role." + YJ.me.role) : t("unknown");
     el.classList.toggle("blocking", !!n.blocking);
     el.querySelector(".notice-text").textContent = t(n.key, { role, msg: n.msg || "" });
     el.querySelector(".notice-detail").textContent = n.detail || "";
     el.querySelector(".notice-reload").hidden = !n.blocking;
   }
+  YJ.toast = (err) => showNotice(isAuthError(err) ? noticeFor(err) : { key: "err.action", msg: err.message });
 
   // ---- live connection: WebSocket with capped, jittered exponential backoff ----------------
   const conn = { ws: null, attempt: 0, timer: null, retryAt: 0, state: "connecting" };
@@ -128,13 +97,17 @@
     ws.onmessage = (ev) => {
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      if (Number.isFinite(msg.server_time_ms)) YJ.clock.offsetMs = msg.server_time_ms - Date.now();
       if (msg.type === "hello") {
         greeted = true;
         conn.attempt = 0;
         if (state.notice && !state.notice.blocking) showNotice(null);
-        apply(msg.terminals || [], msg.server_time_ms, true);
+        apply(msg.terminals || [], true);
+        YJ.emit("hello");   // the parts reload their lists: events may have been missed meanwhile
       } else if (msg.type === "update") {
-        apply(msg.terminals || [], msg.server_time_ms, false);
+        apply(msg.terminals || [], false);
+      } else if (msg.type === "event" && typeof msg.topic === "string") {
+        YJ.emit("event:" + msg.topic, msg.data || {});
       }
     };
     ws.onclose = () => {
@@ -149,8 +122,9 @@
     if (!greeted) {
       // Refused before the hello: find out why (signed out? server down?) and refresh the data.
       try {
-        const snap = await getJSON("/api/v1/terminals");
-        apply(snap.terminals || [], snap.server_time_ms, true);
+        const snap = await YJ.get("/api/v1/terminals");
+        if (Number.isFinite(snap.server_time_ms)) YJ.clock.offsetMs = snap.server_time_ms - Date.now();
+        apply(snap.terminals || [], true);
       } catch (err) {
         showNotice(noticeFor(err));
         if (isAuthError(err)) return;   // retrying cannot help; the notice says what to do
@@ -163,171 +137,151 @@
     renderConn();
   }
 
-  // ---- data -------------------------------------------------------------------------------
-  function apply(list, serverTimeMs, full) {
-    if (Number.isFinite(serverTimeMs)) state.offsetMs = serverTimeMs - Date.now();
+  // ---- data: updates only touch the Map; one frame later counts, list and map catch up -------
+  function apply(list, full) {
     if (full) {
       const present = new Set(list.map((x) => x && x.device));
       for (const id of [...state.terminals.keys()]) {
         if (present.has(id)) continue;
-        state.terminals.delete(id); state.status.delete(id);
-        rows.get(id)?.remove(); rows.delete(id);
+        state.terminals.delete(id);
+        state.orderDirty = true;
         if (id === state.selected) select(null);
       }
     }
-    let added = false;
     for (const term of list) {
       if (!term || typeof term.device !== "string") continue;
       if (!term.fix) term.fix = null;
-      added = added || !state.terminals.has(term.device);
+      const old = state.terminals.get(term.device);
+      term._st = statusOf(term);
+      // The list sorts SOS and dispatched first: re-sort only when that could change.
+      if (!old || (old._st !== term._st && (old._st in URGENT || term._st in URGENT))) state.orderDirty = true;
       state.terminals.set(term.device, term);
-      updateRow(term);
-      if (term.device === state.selected) scheduleTrack();
+      if (term.device === state.selected) detail.changed();
     }
-    if (added) sortRows();
-    refresh(true);
-    if (!state.fitted && markers().length) { state.fitted = true; map.fit(); }
+    state.filtersDirty = true;
+    schedule(true);
   }
 
-  // ---- list and counts --------------------------------------------------------------------
+  let framePending = false, frameRedraw = false;
+  function schedule(redraw) {
+    frameRedraw = frameRedraw || redraw;
+    if (!framePending) { framePending = true; requestAnimationFrame(frame); }
+  }
+
+  function frame() {
+    framePending = false;
+    if (state.orderDirty) {
+      state.order = [...state.terminals.keys()].sort((a, b) =>
+        (URGENT[state.terminals.get(a)._st] ?? 9) - (URGENT[state.terminals.get(b)._st] ?? 9) ||
+        a.localeCompare(b, "en", { numeric: true }));
+      state.orderDirty = false;
+      state.filtersDirty = true;
+    }
+    if (state.filtersDirty) { filterAndCount(); state.filtersDirty = false; }
+    renderList();
+    detail.render();
+    if (frameRedraw) map.requestDraw();
+    frameRedraw = false;
+    if (!state.fitted && state.terminals.size) {
+      state.fitted = true;
+      map.fit();
+    }
+  }
+
+  function passesUnitAndText(term) {
+    if (state.unitSet && !state.unitSet.has(term.unit_id)) return false;
+    if (!state.textFilter) return true;
+    return term.device.toLowerCase().includes(state.textFilter) || nameOf(term).toLowerCase().includes(state.textFilter);
+  }
+
+  // Counts follow the unit and text filters (what the officer is looking at), not the status one.
+  function filterAndCount() {
+    const c = { total: 0, online: 0 };
+    for (const s of STATUSES) c[s] = 0;
+    const shown = [];
+    for (const id of state.order) {
+      const term = state.terminals.get(id);
+      if (!passesUnitAndText(term)) continue;
+      const st = term._st;
+      c.total++; c[st]++;
+      if (st !== "offline") c.online++;
+      const f = state.statusFilter;
+      if (!f || f === st || (f === "online" && st !== "offline")) shown.push(id);
+    }
+    state.counts = c;
+    state.shown = shown;
+    for (const k in c) { const el = $("#count-" + k); if (el) el.textContent = c[k]; }
+    const empty = $("#list-empty");
+    empty.hidden = shown.length > 0;
+    empty.textContent = c.total || state.terminals.size ? t("list.empty") : t("list.none");
+  }
+
+  // ---- the virtual list: only the rows in view exist, whatever the number of terminals --------
+  const listEl = $("#terminal-list"), spacer = $("#terminal-list .vl-spacer"), rowsEl = $("#terminal-list .vl-rows");
   const ROW_HTML = '<button type="button" class="row"><span class="dot" aria-hidden="true"></span>' +
     '<span class="dev"></span><span class="st"></span><span class="meta"></span><span class="bat"></span></button>';
 
-  function matches(term, st) {
-    if (state.textFilter && !term.device.toLowerCase().includes(state.textFilter)) return false;
-    if (state.statusFilter === "online") return term.online;
-    return !state.statusFilter || st === state.statusFilter;
+  function renderList() {
+    const n = state.shown.length;
+    spacer.style.height = `${n * ROW_H}px`;
+    const first = Math.max(0, Math.floor(listEl.scrollTop / ROW_H) - LIST_OVERSCAN);
+    const last = Math.min(n, Math.ceil((listEl.scrollTop + listEl.clientHeight) / ROW_H) + LIST_OVERSCAN);
+    rowsEl.style.transform = `translateY(${first * ROW_H}px)`;
+    while (rowsEl.children.length < last - first) {
+      const li = document.createElement("li");
+      li.innerHTML = ROW_HTML;
+      rowsEl.appendChild(li);
+    }
+    while (rowsEl.children.length > last - first) rowsEl.lastChild.remove();
+    for (let i = first; i < last; i++) fillRow(rowsEl.children[i - first], state.terminals.get(state.shown[i]));
   }
 
-  function updateRow(term) {
-    let li = rows.get(term.device);
-    if (!li) {
-      li = document.createElement("li");
-      li.dataset.device = term.device;
-      li.innerHTML = ROW_HTML;
-      li.querySelector(".dev").textContent = term.device;
-      rows.set(term.device, li);
-    }
-    const st = statusOf(term), sel = term.device === state.selected;
-    state.status.set(term.device, st);
+  function fillRow(li, term) {
+    const st = term._st, sel = term.device === state.selected, name = nameOf(term);
+    li.dataset.device = term.device;
     li.dataset.status = st;
     li.classList.toggle("selected", sel);
     li.querySelector(".row").setAttribute("aria-pressed", String(sel));
+    li.querySelector(".dev").textContent = name ? `${term.device} · ${name}` : term.device;
     li.querySelector(".st").textContent = t("status." + st);
     const meta = [ago(term.last_seen_ms)];
-    if (st === "moving") meta.push(kmh(term.fix.speed_mps));
+    if (term.unit_id) meta.push(unitName(term.unit_id));
+    if (st === "moving" && term.fix) meta.push(YJ.kmh(term.fix.speed_mps));
     li.querySelector(".meta").textContent = meta.join(" · ");
     const bat = li.querySelector(".bat");
     bat.textContent = term.battery_pct == null ? "" : `${term.battery_pct}%`;
     bat.classList.toggle("low", term.battery_pct != null && term.battery_pct < 20);
-    li.hidden = !matches(term, st);
   }
+  const ago = YJ.ago;
+  listEl.addEventListener("scroll", () => schedule(false), { passive: true });
 
-  function sortRows() {
-    const list = $("#terminal-list");
-    const ids = [...rows.keys()].sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
-    for (const id of ids) list.appendChild(rows.get(id));
-  }
-
-  function refresh(redraw) {
-    const c = { total: 0, online: 0, moving: 0, stale: 0, offline: 0 };
-    let visible = 0;
-    for (const term of state.terminals.values()) {
-      const st = state.status.get(term.device);
-      c.total++;
-      if (term.online) c.online++;
-      if (st in c) c[st]++;
-      if (!rows.get(term.device).hidden) visible++;
-    }
-    for (const k in c) $("#count-" + k).textContent = c[k];
+  function renderCountButtons() {
     for (const b of document.querySelectorAll(".count")) {
       b.setAttribute("aria-pressed", String(b.dataset.filter === state.statusFilter));
       b.setAttribute("aria-label", t("count.filterAria", { label: b.querySelector(".lbl").textContent }));
     }
-    const empty = $("#list-empty");
-    empty.hidden = visible > 0;
-    empty.textContent = c.total ? t("list.empty") : t("list.none");
-    renderDetail();
-    if (redraw) map.requestDraw();
   }
 
-  // ---- selection, details and track -------------------------------------------------------
-  const FIELDS = ["lastFix", "lastSeen", "speed", "course", "accuracy", "position", "battery", "source", "track"];
-  let detailFor;   // which device the detail skeleton was built for
+  const detail = window.YJDetail.create($("#detail"), {
+    terminal: (id) => state.terminals.get(id),
+    post: (id) => state.posts.find((p) => p.post_id === id),
+    unitName,
+    changed: () => schedule(true),
+    authError: (err) => showNotice(noticeFor(err)),
+  });
+  $("#detail").addEventListener("click", (e) => {
+    if (e.target.closest(".act-center")) centerOnSelected();
+    else if (e.target.closest(".act-close")) select(null);
+  });
 
-  function renderDetail() {
-    const el = $("#detail"), term = state.terminals.get(state.selected);
-    if (!term) {
-      if (detailFor !== null) { el.innerHTML = '<p class="hint"></p>'; detailFor = null; }
-      el.querySelector(".hint").textContent = t("detail.hint");
-      el.dataset.device = "";
-      return;
-    }
-    if (detailFor !== term.device) {
-      el.innerHTML = '<div class="detail-head"><span class="dot" aria-hidden="true"></span><h2 class="dev"></h2>' +
-        '<span class="badge"></span><span class="spacer"></span>' +
-        '<button type="button" class="btn btn-small act-center"></button>' +
-        '<button type="button" class="btn btn-small btn-icon act-close"><span aria-hidden="true">×</span></button></div>' +
-        '<dl class="facts">' + FIELDS.map((f) => `<div class="f-${f}"><dt></dt><dd></dd></div>`).join("") + "</dl>" +
-        '<figure class="snapshot" hidden><img alt=""><figcaption></figcaption></figure>';
-      detailFor = term.device;
-    }
-    const st = state.status.get(term.device), f = term.fix, tr = state.track;
-    el.dataset.device = term.device;
-    el.dataset.status = st;
-    el.querySelector(".dev").textContent = term.device;
-    el.querySelector(".badge").textContent = t("status." + st);
-    const center = el.querySelector(".act-center");
-    center.textContent = t("detail.center");
-    center.setAttribute("aria-label", t("detail.centerAria", { id: term.device }));
-    center.disabled = !f;
-    el.querySelector(".act-close").setAttribute("aria-label", t("detail.closeAria"));
-    const na = t("unknown");
-    let track = na;
-    if (tr && tr.loading) track = t("track.loading");
-    else if (tr && tr.error) track = t("track.error", { msg: tr.error });
-    else if (tr) track = t("track.summary", { n: tr.points.length, d: distance(pathLength(tr.points)) });
-    const values = {
-      lastFix: f ? `${clockTime(f.time_ms)} · ${ago(f.time_ms)}` : na,
-      lastSeen: ago(term.last_seen_ms),
-      speed: f ? kmh(f.speed_mps) : na,
-      course: f && f.course_deg != null ? `${Math.round(f.course_deg)}°` : na,
-      accuracy: f && f.accuracy_m != null ? `± ${distance(f.accuracy_m)}` : na,
-      battery: term.battery_pct != null ? `${term.battery_pct}%` : na,
-      source: f && f.source ? t("source." + f.source) : na,
-      position: f ? `${f.lat.toFixed(5)}, ${f.lon.toFixed(5)}` : na,
-      track,
-    };
-    for (const k of FIELDS) {
-      const row = el.querySelector(".f-" + k);
-      row.querySelector("dt").textContent = t("detail." + k);
-      row.querySelector("dd").textContent = values[k];
-    }
-    // The latest snapshot: same-origin, so the sign-in cookie authorises the image request.
-    const fig = el.querySelector(".snapshot"), snap = term.snapshot;
-    fig.hidden = !snap;
-    if (snap) {
-      const img = fig.querySelector("img");
-      if (img.getAttribute("src") !== snap.url) img.setAttribute("src", snap.url);
-      img.alt = t("detail.snapshotAlt", { id: term.device });
-      fig.querySelector("figcaption").textContent =
-        `${t("detail.snapshot")} · ${clockTime(snap.captured_ms)} · ${t("trigger." + snap.trigger)}`;
-    }
-  }
-
+  // ---- selection (details and trail: detail.js) -------------------------------------------
   function select(id, center) {
     if (id === state.selected) { if (center) centerOnSelected(); return; }
-    const prev = state.selected;
-    if (state.track && state.track.timer) clearTimeout(state.track.timer);
     state.selected = id;
-    state.track = id ? { device: id, points: [], keys: new Set(), loading: true, error: null,
-      busy: false, again: false, last: 0, timer: null } : null;
-    for (const d of [prev, id]) if (state.terminals.has(d)) updateRow(state.terminals.get(d));
-    if (id) {
-      fetchTrack();
-      if (center) centerOnSelected();
-    }
-    refresh(true);
+    detail.show(id);
+    if (id && center) centerOnSelected();
+    YJ.emit("select", id);
+    schedule(true);
   }
 
   function centerOnSelected() {
@@ -335,94 +289,128 @@
     if (term && term.fix) map.centerOn(term.fix.lat, term.fix.lon);
   }
 
-  function scheduleTrack() {
-    const tr = state.track;
-    if (!tr) return;
-    if (tr.busy) { tr.again = true; return; }
-    if (tr.timer) return;
-    tr.timer = setTimeout(() => { tr.timer = null; fetchTrack(); }, Math.max(0, tr.last + TRACK_REFRESH_MS - Date.now()));
-  }
-
-  async function fetchTrack() {
-    const tr = state.track;
-    if (!tr || tr.busy) return;
-    tr.busy = true;
-    tr.last = Date.now();
-    let since = tr.points.length ? tr.points[tr.points.length - 1].time_ms : Math.max(0, serverNow() - TRACK_MS);
-    try {
-      for (let page = 0; page < 10; page++) {
-        const body = await getJSON(`/api/v1/terminals/${encodeURIComponent(tr.device)}/track` +
-          `?since_ms=${Math.floor(since)}&limit=${TRACK_LIMIT}`);
-        if (state.track !== tr) return;
-        for (const p of body.points || []) {
-          const key = `${p.seq}:${p.time_ms}`;
-          if (!tr.keys.has(key)) { tr.keys.add(key); tr.points.push(p); }
-        }
-        if (!body.points || body.points.length < TRACK_LIMIT) break;
-        since = body.points[body.points.length - 1].time_ms;
-      }
-      tr.points.sort((a, b) => a.time_ms - b.time_ms || a.seq - b.seq);
-      const cutoff = serverNow() - TRACK_MS;
-      while (tr.points.length && tr.points[0].time_ms < cutoff) tr.keys.delete(`${tr.points[0].seq}:${tr.points.shift().time_ms}`);
-      tr.error = null;
-    } catch (err) {
-      tr.error = err.message;
-      if (isAuthError(err)) showNotice(noticeFor(err));
-    } finally {
-      tr.busy = false;
-      tr.loading = false;
-    }
-    if (state.track !== tr) return;
-    renderDetail();
-    map.requestDraw();
-    if (tr.again) { tr.again = false; scheduleTrack(); }
-  }
-
   // ---- map --------------------------------------------------------------------------------
   function markers() {
     const out = [];
-    for (const term of state.terminals.values()) {
-      const f = term.fix;
+    for (const id of state.shown) {
+      const term = state.terminals.get(id), f = term.fix;
       if (!f || !Number.isFinite(f.lat) || !Number.isFinite(f.lon)) continue;
-      const st = state.status.get(term.device) || statusOf(term);
-      out.push({ id: term.device, lat: f.lat, lon: f.lon, acc: f.accuracy_m, status: st, color: COLORS[st], course: f.course_deg });
+      out.push({ id, lat: f.lat, lon: f.lon, acc: f.accuracy_m, status: term._st, color: COLORS[term._st], course: f.course_deg });
+    }
+    return out;
+  }
+
+  function fences() {
+    const out = [];
+    for (const p of state.posts) {
+      if (state.unitSet && !state.unitSet.has(p.unit_id)) continue;
+      out.push({ fence: p.fence, color: POST_COLORS[p.kind] || "#475569", label: p.name });
     }
     return out;
   }
 
   const map = window.YJMap.createMap($("#map"), {
     markers,
+    fences,
+    pins: () => YJ.pins.flatMap((fn) => fn()),
+    tracks() {
+      const out = YJ.tracks.flatMap((fn) => fn()), line = detail.trail();
+      if (line) out.push(line);
+      return out;
+    },
     selected: () => state.selected,
-    track() {
-      const tr = state.track, term = tr && state.terminals.get(tr.device);
-      if (!term) return null;
-      const points = tr.points.slice(), f = term.fix;
-      if (f && (!points.length || f.time_ms > points[points.length - 1].time_ms)) points.push(f);
-      return { color: TRACK_COLOR, points };
+    pick(hit) {
+      if (hit && hit.kind !== "terminal") { YJ.emit("pick:" + hit.kind, hit.id); return; }
+      select(hit ? hit.id : null, false);
+      if (hit) {
+        const i = state.shown.indexOf(hit.id);
+        if (i >= 0 && (i * ROW_H < listEl.scrollTop || (i + 1) * ROW_H > listEl.scrollTop + listEl.clientHeight)) {
+          listEl.scrollTop = i * ROW_H - listEl.clientHeight / 2;
+        }
+      }
     },
-    pick(id) {
-      select(id, false);
-      if (id) rows.get(id)?.scrollIntoView({ block: "nearest" });
-    },
+    placing: () => !!YJ.placing,
+    place: (lat, lon) => YJ.placing && YJ.placing(lat, lon),
+    tiles: () => state.tiles,
     emptyText: () => t("map.empty"),
-    distance,
+    distance: YJ.distance,
     drawn(n) { window.yijing.positionsDrawn = n; },
   });
 
+  // What the other parts may use.
+  Object.assign(YJ, {
+    map,
+    terminal: (id) => state.terminals.get(id),
+    selectedTerminal: () => state.terminals.get(state.selected) || null,
+    select,
+    units: state.units,
+    unitName,
+    redraw: () => map.requestDraw(),
+    showTab,
+  });
+
   // ---- controls ---------------------------------------------------------------------------
+  function showTab(name) {
+    for (const b of document.querySelectorAll(".tabs [role=tab]")) {
+      const on = b.dataset.tab === name;
+      b.setAttribute("aria-selected", String(on));
+      b.tabIndex = on ? 0 : -1;
+      $("#tab-" + b.dataset.tab).hidden = !on;
+    }
+    if (name === "terminals") schedule(false);
+  }
+
   function renderMe() {
     const el = $("#me");
-    el.hidden = !state.me;
-    if (state.me) el.textContent = `${state.me.name} · ${t("role." + state.me.role)}`;
+    el.hidden = !YJ.me;
+    if (YJ.me) el.textContent = `${YJ.me.name} · ${t("role." + YJ.me.role)}`;
+  }
+
+  function renderUnits() {
+    const sel = $("#unit-filter"), keep = state.unitFilter;
+    const children = new Map();
+    for (const u of state.units.values()) {
+      const p = state.units.has(u.parent_id) ? u.parent_id : "";
+      if (!children.has(p)) children.set(p, []);
+      children.get(p).push(u);
+    }
+    sel.replaceChildren(YJ.h("option", { value: "" }, t("filter.allUnits")));
+    const walk = (parent, depth) => {
+      for (const u of (children.get(parent) || []).sort((a, b) => a.unit_id.localeCompare(b.unit_id))) {
+        sel.append(YJ.h("option", { value: u.unit_id }, "\u00a0\u00a0".repeat(depth) + u.name));
+        walk(u.unit_id, depth + 1);
+      }
+    };
+    walk("", 0);
+    sel.value = keep;
+  }
+
+  function setUnitFilter(id) {
+    state.unitFilter = id;
+    if (!id) state.unitSet = null;
+    else {
+      const set = new Set([id]);
+      let grew = true;
+      while (grew) {
+        grew = false;
+        for (const u of state.units.values()) if (set.has(u.parent_id) && !set.has(u.unit_id)) { set.add(u.unit_id); grew = true; }
+      }
+      state.unitSet = set;
+    }
+    state.filtersDirty = true;
+    schedule(true);
   }
 
   function renderAll() {
     i18n.apply(document);
-    for (const term of state.terminals.values()) updateRow(term);
-    refresh(true);
+    renderUnits();
+    renderCountButtons();
+    state.filtersDirty = true;
+    schedule(true);
     renderConn();
     renderNotice();
     renderMe();
+    YJ.emit("lang");
   }
 
   $("#lang").addEventListener("click", () => { i18n.set(i18n.lang === "zh" ? "en" : "zh"); renderAll(); });
@@ -430,55 +418,82 @@
   $("#zoom-in").addEventListener("click", () => map.zoom(1.6));
   $("#zoom-out").addEventListener("click", () => map.zoom(1 / 1.6));
   $(".notice-reload").addEventListener("click", () => location.reload());
+  $(".notice-close").addEventListener("click", () => showNotice(null));
   $("#filter").addEventListener("input", (e) => {
     state.textFilter = e.target.value.trim().toLowerCase();
-    for (const term of state.terminals.values()) updateRow(term);
-    refresh(false);
+    state.filtersDirty = true;
+    schedule(true);
   });
+  $("#unit-filter").addEventListener("change", (e) => setUnitFilter(e.target.value));
   for (const b of document.querySelectorAll(".count")) {
     b.addEventListener("click", () => {
       state.statusFilter = state.statusFilter === b.dataset.filter ? "" : b.dataset.filter;
-      for (const term of state.terminals.values()) updateRow(term);
-      refresh(false);
+      renderCountButtons();
+      state.filtersDirty = true;
+      schedule(true);
     });
   }
-  $("#terminal-list").addEventListener("click", (e) => {
+  for (const b of document.querySelectorAll(".tabs [role=tab]")) b.addEventListener("click", () => showTab(b.dataset.tab));
+  listEl.addEventListener("click", (e) => {
     const li = e.target.closest("li[data-device]");
     if (li) select(li.dataset.device, true);
   });
-  $("#detail").addEventListener("click", (e) => {
-    if (e.target.closest(".act-center")) centerOnSelected();
-    else if (e.target.closest(".act-close")) select(null);
-  });
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && state.selected && !e.target.matches("input")) select(null);
+    if (e.key === "Escape" && state.selected && !e.target.matches("input, textarea, select")) select(null);
   });
 
-  // Once a second: "N s ago", stale transitions and the reconnect countdown.
+  // Once a second: "N s ago" in the rows in view, offline guesses and the reconnect countdown.
   setInterval(() => {
-    let changed = false;
     for (const term of state.terminals.values()) {
-      const before = state.status.get(term.device);
-      updateRow(term);
-      changed = changed || state.status.get(term.device) !== before;
+      if (term.status) continue;   // the server re-evaluates its own statuses (LiveState.tick)
+      const st = statusOf(term);
+      if (st !== term._st) { term._st = st; state.filtersDirty = true; }
     }
-    refresh(changed);
+    schedule(state.filtersDirty);
     renderConn();
   }, 1000);
 
+  async function loadOrg() {
+    try {
+      const body = await YJ.get("/api/v1/org/units");
+      state.units.clear();
+      for (const u of body.units || []) state.units.set(u.unit_id, u);
+      renderUnits();
+      YJ.emit("units");
+    } catch (err) { /* no org yet: the filter offers "all units" only */ }
+    try {
+      state.posts = (await YJ.get("/api/v1/org/posts")).posts || [];
+    } catch (err) { state.posts = []; }
+    schedule(true);
+  }
+
+  async function loadConfig() {
+    try {
+      Object.assign(YJ.config, await YJ.get("/api/v1/config"));
+    } catch (err) { /* an older server: no tiles, the default walking figures */ }
+    if (YJ.config.tiles && window.YJTiles) state.tiles = window.YJTiles.create(YJ.config.tiles, () => map.requestDraw());
+    map.requestDraw();
+  }
+
   async function start() {
     renderAll();
+    showTab("terminals");
     try {
-      state.me = await getJSON("/api/v1/me");
+      YJ.me = await YJ.get("/api/v1/me");
       renderMe();
-      const snap = await getJSON("/api/v1/terminals");
-      apply(snap.terminals || [], snap.server_time_ms, true);
+      YJ.emit("me");
+      const snap = await YJ.get("/api/v1/terminals");
+      if (Number.isFinite(snap.server_time_ms)) YJ.clock.offsetMs = snap.server_time_ms - Date.now();
+      apply(snap.terminals || [], true);
     } catch (err) {
       showNotice(noticeFor(err));
       if (isAuthError(err)) { setConn("closed"); return; }
     }
+    loadConfig();
+    loadOrg();
     connect();
   }
 
-  start();
+  // After every deferred part (dispatch.js, alerts.js, tasks.js) has registered its listeners.
+  document.addEventListener("DOMContentLoaded", start);
 })();

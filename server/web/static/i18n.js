@@ -487,6 +487,10 @@
       const s = DICT[this.lang][key] ?? DICT.en[key] ?? key;
       return vars ? s.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m)) : s;
     },
+    // More strings from another file (i18n-duty.js): {zh: {...}, en: {...}}; later keys win.
+    add(more) {
+      for (const lang in more) if (lang in DICT) Object.assign(DICT[lang], more[lang]);
+    },
     set(lang) {
       this.lang = lang in DICT ? lang : "en";
       try { localStorage.setItem(KEY, this.lang); } catch (e) { /* storage disabled */ }

@@ -49,6 +49,8 @@ _ID = re.compile(ID_PATTERN)
 #: A dispatch's ttl: under 30 s a terminal waking from power save may not even ring; over an
 #: hour it is no longer a dispatch but a task (``server.field``).
 MIN_TTL_S = 30
+#: Who may appear in the audit: a person by role (an admin dispatches too), or a terminal.
+_ACTORS = ("officer:", "admin:", "terminal:")
 MAX_TTL_S = 3600
 #: Terminals in one dispatch request: a dispatch is a few volunteers near a place, not a
 #: broadcast (that is a task).
@@ -381,8 +383,8 @@ class Step:
 
     def __post_init__(self) -> None:
         _ms("at_ms", self.at_ms, optional=False)
-        if not (self.actor == "system" or self.actor.startswith(("officer:", "terminal:"))):
-            raise BadRequest("actor", f"{self.actor!r} is not system, officer:… or terminal:…")
+        if not (self.actor == "system" or self.actor.startswith(_ACTORS)):
+            raise BadRequest("actor", f"{self.actor!r} is not system, <role>:… or terminal:…")
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -33,9 +32,9 @@ from aiohttp import web
 
 from ..dispatch.errors import BadRequest, Conflict, NotFound, OutOfScope
 from ..dispatch.service import Dispatcher
-from ..errors import StoreError
-from .access import PRINCIPAL, WATCH, Principal, Role, Routes, error
+from .access import WATCH, Role, Routes
 from .keys import DISPATCH
+from .requests import BadField, actor_of, json_object, principal_of, refusals
 from .scope import in_scope, require_in_scope, visible_units
 
 routes = Routes()
@@ -47,51 +46,9 @@ BODY_LIMIT = 16 * 1024
 MAX_LIST = 500
 
 
-class _Bad(Exception):
-    """A request field that cannot be used; becomes 400 ``{"error": "<field>: <reason>"}``."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-
-
 def _service(request: web.Request) -> Dispatcher:
     service: Dispatcher = request.app[DISPATCH]  # type: ignore[assignment]
     return service
-
-
-def _principal(request: web.Request) -> Principal:
-    principal = request[PRINCIPAL]
-    assert principal is not None  # the access middleware let only signed-in callers through
-    return principal
-
-
-def _actor(request: web.Request) -> str:
-    return f"officer:{_principal(request).name}"
-
-
-async def _body(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]:
-    """The JSON object of the body (empty body: ``{}``), with only ``allowed`` fields."""
-    raw = await request.content.read(BODY_LIMIT + 1)
-    if len(raw) > BODY_LIMIT:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=BODY_LIMIT,
-            actual_size=len(raw),
-            text=json.dumps({"error": f"body: larger than {BODY_LIMIT} bytes"}),
-            content_type="application/json",
-        )
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _Bad("body", f"not JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise _Bad("body", "expected a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        # A misspelt "ttl" must not silently become the default ttl.
-        raise _Bad(unknown[0], f"unknown field (expected: {', '.join(sorted(allowed))})")
-    return body
 
 
 def _text(body: dict[str, Any], name: str, limit: int) -> str:
@@ -99,30 +56,14 @@ def _text(body: dict[str, Any], name: str, limit: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str) or len(value) > limit:
-        raise _Bad(name, f"must be text of at most {limit} characters")
+        raise BadField(name, f"must be text of at most {limit} characters")
     return value
 
 
-def _errors(handler: Any) -> Any:
-    """Turn the request's and the service's refusals into JSON answers in one place."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            response: web.StreamResponse = await handler(request)
-            return response
-        except (_Bad, BadRequest) as exc:
-            return error(400, str(exc))
-        except NotFound as exc:
-            return error(404, str(exc))
-        except OutOfScope as exc:
-            return error(403, str(exc))
-        except Conflict as exc:
-            return error(409, str(exc))
-        except StoreError as exc:
-            return error(503, f"dispatch store unavailable: {exc}")
-
-    return wrapped
+_refusals = refusals(
+    [(BadRequest, 400), (NotFound, 404), (OutOfScope, 403), (Conflict, 409)],
+    store="dispatch store",
+)
 
 
 async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -144,26 +85,26 @@ _CREATE = frozenset({"kind", "priority", "lat", "lon", "note", "unit_id", "auto_
 
 
 @routes.add("POST", "/api/v1/incidents", roles=DISPATCHERS)
-@_errors
+@_refusals
 async def create_incident(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, _CREATE)
+    body = await json_object(request, limit=BODY_LIMIT, allowed=_CREATE)
     for name in ("kind", "priority", "lat", "lon"):
         if body.get(name) is None:
-            raise _Bad(name, "required")
-    unit_id = body.get("unit_id", _principal(request).scope)
+            raise BadField(name, "required")
+    unit_id = body.get("unit_id", principal_of(request).scope)
     if unit_id is not None and not isinstance(unit_id, str):
-        raise _Bad("unit_id", f"{unit_id!r} is not a unit id")
+        raise BadField("unit_id", f"{unit_id!r} is not a unit id")
     await require_in_scope(request, unit_id)
     auto = body.get("auto_escalate", True)
     if not isinstance(auto, bool):
-        raise _Bad("auto_escalate", f"{auto!r} is not true or false")
+        raise BadField("auto_escalate", f"{auto!r} is not true or false")
     doc = await _call(
         _service(request).create_incident,
         kind=body["kind"],
         priority=body["priority"],
         lat=body["lat"],
         lon=body["lon"],
-        actor=_actor(request),
+        actor=actor_of(request),
         note=_text(body, "note", 500),
         unit_id=unit_id,
         auto_escalate=auto,
@@ -172,24 +113,24 @@ async def create_incident(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("GET", "/api/v1/incidents", roles=WATCH)
-@_errors
+@_refusals
 async def list_incidents(request: web.Request) -> web.StreamResponse:
     state = request.query.get("state", "open")
     if state not in ("open", "closed", "all"):
-        raise _Bad("state", f"{state!r} is not open, closed or all")
+        raise BadField("state", f"{state!r} is not open, closed or all")
     units = await visible_units(request)
     found = await _call(_service(request).incidents, state=state, units=units, limit=MAX_LIST)
     return web.json_response({"incidents": found})
 
 
 @routes.add("GET", "/api/v1/incidents/{incident_id}", roles=WATCH)
-@_errors
+@_refusals
 async def get_incident(request: web.Request) -> web.StreamResponse:
     return web.json_response(await _visible_incident(request, request.match_info["incident_id"]))
 
 
 @routes.add("GET", "/api/v1/incidents/{incident_id}/proposals", roles=DISPATCHERS)
-@_errors
+@_refusals
 async def proposals(request: web.Request) -> web.StreamResponse:
     incident_id = request.match_info["incident_id"]
     await _visible_incident(request, incident_id)  # a read: out of scope is 404
@@ -198,23 +139,23 @@ async def proposals(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("POST", "/api/v1/incidents/{incident_id}/dispatches", roles=DISPATCHERS)
-@_errors
+@_refusals
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, frozenset({"device_ids", "ttl_s"}))
+    body = await json_object(request, limit=BODY_LIMIT, allowed=frozenset({"device_ids", "ttl_s"}))
     devices = body.get("device_ids")
     if not isinstance(devices, list) or not devices:
-        raise _Bad("device_ids", "required: a non-empty list of device ids")
+        raise BadField("device_ids", "required: a non-empty list of device ids")
     if not all(isinstance(d, str) for d in devices):
-        raise _Bad("device_ids", "every item must be a device id (a string)")
+        raise BadField("device_ids", "every item must be a device id (a string)")
     ttl_s = body.get("ttl_s")
     if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, int)):
-        raise _Bad("ttl_s", f"{ttl_s!r} is not a whole number of seconds")
+        raise BadField("ttl_s", f"{ttl_s!r} is not a whole number of seconds")
     units = await visible_units(request)
     docs = await _call(
         _service(request).dispatch,
         request.match_info["incident_id"],
         devices,
-        _actor(request),
+        actor_of(request),
         ttl_s=ttl_s,
         units=units,
     )
@@ -222,15 +163,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("POST", "/api/v1/dispatches/{dispatch_id}/cancel", roles=DISPATCHERS)
-@_errors
+@_refusals
 async def cancel(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, frozenset({"reason"}))
+    body = await json_object(request, limit=BODY_LIMIT, allowed=frozenset({"reason"}))
     reason = _text(body, "reason", 200)
     units = await visible_units(request)
     doc = await _call(
         _service(request).cancel,
         request.match_info["dispatch_id"],
-        _actor(request),
+        actor_of(request),
         reason,
         units=units,
     )
@@ -238,15 +179,15 @@ async def cancel(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("POST", "/api/v1/incidents/{incident_id}/close", roles=DISPATCHERS)
-@_errors
+@_refusals
 async def close(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, frozenset({"note"}))
+    body = await json_object(request, limit=BODY_LIMIT, allowed=frozenset({"note"}))
     note = _text(body, "note", 500)
     units = await visible_units(request)
     doc = await _call(
         _service(request).close_incident,
         request.match_info["incident_id"],
-        _actor(request),
+        actor_of(request),
         note,
         units=units,
     )

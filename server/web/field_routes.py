@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from typing import Any
 
 from aiohttp import web
 
-from ..errors import StoreError
 from ..field.errors import AlreadyDone, BadRequest, NotFound
 from ..field.model import AlertState, ClueState, Subject
 from ..field.service import MAX_LIST, FieldReports
-from .access import PRINCIPAL, WATCH, Principal, Role, Routes, error
+from .access import WATCH, Role, Routes, error
 from .keys import FIELD
+from .requests import BadField, actor_of, json_object, principal_of, query_int, refusals
 from .scope import forbidden, in_scope, require_in_scope, visible_units
 
 routes = Routes()
@@ -47,56 +46,9 @@ _TASK_FIELDS = frozenset(
 _NOTE_FIELDS = frozenset({"note"})
 
 
-class _Bad(Exception):
-    """A request field that cannot be used; becomes 400 ``{"error": "<field>: <reason>"}``."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-
-
 def _service(request: web.Request) -> FieldReports:
     service: FieldReports = request.app[FIELD]  # type: ignore[assignment]
     return service
-
-
-def _principal(request: web.Request) -> Principal:
-    principal = request[PRINCIPAL]
-    assert principal is not None  # the access middleware let only signed-in callers through
-    return principal
-
-
-def actor(principal: Principal) -> str:
-    """Who did it, in the audit: ``officer:<name>``, ``admin:<name>``."""
-    return f"{principal.role.value}:{principal.name}"
-
-
-async def _body(request: web.Request, fields: frozenset[str]) -> dict[str, Any]:
-    too_big = json.dumps({"error": f"body: larger than {BODY_LIMIT} bytes"})
-    if request.content_length is not None and request.content_length > BODY_LIMIT:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=BODY_LIMIT,
-            actual_size=request.content_length,
-            text=too_big,
-            content_type="application/json",
-        )
-    raw = await request.read()
-    if len(raw) > BODY_LIMIT:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=BODY_LIMIT, actual_size=len(raw), text=too_big, content_type="application/json"
-        )
-    if not raw.strip():
-        return {}  # an acknowledgement without a note may send no body at all
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _Bad("body", f"not JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise _Bad("body", "expected a JSON object")
-    unknown = sorted(set(body) - fields)
-    if unknown:
-        # A misspelt "ttl" must not silently become the default lifetime.
-        raise _Bad(unknown[0], f"unknown field (expected: {', '.join(sorted(fields))})")
-    return body
 
 
 def _task_args(body: dict[str, Any]) -> dict[str, Any]:
@@ -104,25 +56,25 @@ def _task_args(body: dict[str, Any]) -> dict[str, Any]:
     ``BadRequest`` names the field too)."""
     for name in ("title", "target_kind", "target"):
         if not isinstance(body.get(name), str):
-            raise _Bad(name, "required: text")
+            raise BadField(name, "required: text")
     args: dict[str, Any] = {n: body[n] for n in ("title", "target_kind", "target")}
     if body.get("text") is not None:
         if not isinstance(body["text"], str):
-            raise _Bad("text", "expected text")
+            raise BadField("text", "expected text")
         args["text"] = body["text"]
     for name in ("priority", "ttl_s"):
         value = body.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _Bad(name, f"{value!r} is not a whole number")
+            raise BadField(name, f"{value!r} is not a whole number")
         args[name] = value
     for name in ("lat", "lon"):
         value = body.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Bad(name, f"{value!r} is not a number")
+            raise BadField(name, f"{value!r} is not a number")
         args[name] = value
     return args
 
@@ -130,65 +82,42 @@ def _task_args(body: dict[str, Any]) -> dict[str, Any]:
 def _note(body: dict[str, Any]) -> str | None:
     note = body.get("note")
     if note is not None and not isinstance(note, str):
-        raise _Bad("note", "expected text")
+        raise BadField("note", "expected text")
     return note
 
 
 def _query_limit(request: web.Request) -> int:
-    raw = request.query.get("limit", "")
-    if raw == "":
-        return 100
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _Bad("limit", f"{raw!r} is not an integer") from None
-    if not 1 <= value <= MAX_LIST:
-        raise _Bad("limit", f"{value} is outside [1, {MAX_LIST}]")
-    return value
+    limit = query_int(request, "limit", 1, MAX_LIST)
+    return 100 if limit is None else limit
 
 
 def _query_state(request: web.Request, choices: dict[str, Any], default: str) -> Any:
     raw = request.query.get("state") or default
     if raw not in choices:
-        raise _Bad("state", f"{raw!r}: one of {', '.join(choices)}")
+        raise BadField("state", f"{raw!r}: one of {', '.join(choices)}")
     return choices[raw]
 
 
-def _errors(handler: Any) -> Any:
-    """Turn the request's and the service's refusals into JSON answers in one place."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            response: web.StreamResponse = await handler(request)
-            return response
-        except (_Bad, BadRequest) as exc:
-            return error(400, str(exc))
-        except NotFound as exc:
-            return error(404, str(exc))
-        except AlreadyDone as exc:
-            return error(409, str(exc))
-        except StoreError as exc:
-            return error(503, f"field-report store unavailable: {exc}")
-
-    return wrapped
+_refusals = refusals(
+    [(BadRequest, 400), (NotFound, 404), (AlreadyDone, 409)], store="field-report store"
+)
 
 
 # --- tasks ---------------------------------------------------------------------------------
 
 
 @routes.add("POST", "/api/v1/tasks", roles=DISPATCHERS)
-@_errors
+@_refusals
 async def publish_task(request: web.Request) -> web.StreamResponse:
-    principal = _principal(request)
-    args = _task_args(await _body(request, _TASK_FIELDS))
+    principal = principal_of(request)
+    args = _task_args(await json_object(request, allowed=_TASK_FIELDS, limit=BODY_LIMIT))
     if args["target_kind"] == "unit":
         await require_in_scope(request, args["target"])
     service = _service(request)
     task = await asyncio.to_thread(
         functools.partial(
             service.publish_task,
-            actor=actor(principal),
+            actor=actor_of(request),
             units=await visible_units(request),
             unit_id=principal.scope,
             **args,
@@ -198,7 +127,7 @@ async def publish_task(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("GET", "/api/v1/tasks", roles=WATCH)
-@_errors
+@_refusals
 async def list_tasks(request: web.Request) -> web.StreamResponse:
     state = _query_state(request, {"all": None, "active": "active", "expired": "expired"}, "all")
     limit = _query_limit(request)
@@ -212,7 +141,7 @@ async def list_tasks(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("GET", "/api/v1/tasks/{task_id}", roles=WATCH)
-@_errors
+@_refusals
 async def get_task(request: web.Request) -> web.StreamResponse:
     task_id = request.match_info["task_id"]
     service = _service(request)
@@ -231,7 +160,7 @@ _CLUE_STATES = {"all": None, "new": ClueState.NEW, "handled": ClueState.HANDLED}
 
 
 @routes.add("GET", "/api/v1/clues", roles=WATCH)
-@_errors
+@_refusals
 async def list_clues(request: web.Request) -> web.StreamResponse:
     state = _query_state(request, _CLUE_STATES, "all")
     limit = _query_limit(request)
@@ -245,7 +174,7 @@ async def list_clues(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("GET", "/api/v1/clues/{clue_id}", roles=WATCH)
-@_errors
+@_refusals
 async def get_clue(request: web.Request) -> web.StreamResponse:
     key = request.match_info["clue_id"]
     service = _service(request)
@@ -257,10 +186,10 @@ async def get_clue(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("POST", "/api/v1/clues/{clue_id}/handle", roles=DISPATCHERS)
-@_errors
+@_refusals
 async def handle_clue(request: web.Request) -> web.StreamResponse:
     key = request.match_info["clue_id"]
-    note = _note(await _body(request, _NOTE_FIELDS))
+    note = _note(await json_object(request, allowed=_NOTE_FIELDS, limit=BODY_LIMIT))
     service = _service(request)
     clue = await asyncio.to_thread(service.clue, key)
     if clue is None:
@@ -268,7 +197,7 @@ async def handle_clue(request: web.Request) -> web.StreamResponse:
     if not await in_scope(request, clue.unit_id):
         raise forbidden(f"clue {key!r} is outside your scope")
     done = await asyncio.to_thread(
-        functools.partial(service.handle_clue, key, actor=actor(_principal(request)), note=note)
+        functools.partial(service.handle_clue, key, actor=actor_of(request), note=note)
     )
     return web.json_response(done.to_json())
 
@@ -279,7 +208,7 @@ _ALERT_STATES = {"all": None, "open": AlertState.OPEN, "acked": AlertState.ACKED
 
 
 @routes.add("GET", "/api/v1/alerts", roles=WATCH)
-@_errors
+@_refusals
 async def list_alerts(request: web.Request) -> web.StreamResponse:
     state = _query_state(request, _ALERT_STATES, "open")
     limit = _query_limit(request)
@@ -294,7 +223,7 @@ async def list_alerts(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("GET", "/api/v1/alerts/{alert_id}", roles=WATCH)
-@_errors
+@_refusals
 async def get_alert(request: web.Request) -> web.StreamResponse:
     alert_id = request.match_info["alert_id"]
     service = _service(request)
@@ -307,10 +236,10 @@ async def get_alert(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("POST", "/api/v1/alerts/{alert_id}/ack", roles=DISPATCHERS)
-@_errors
+@_refusals
 async def ack_alert(request: web.Request) -> web.StreamResponse:
     alert_id = request.match_info["alert_id"]
-    note = _note(await _body(request, _NOTE_FIELDS))
+    note = _note(await json_object(request, allowed=_NOTE_FIELDS, limit=BODY_LIMIT))
     service = _service(request)
     alert = await asyncio.to_thread(service.alert, alert_id)
     if alert is None:
@@ -318,6 +247,6 @@ async def ack_alert(request: web.Request) -> web.StreamResponse:
     if not await in_scope(request, alert.unit_id):
         raise forbidden(f"alert {alert_id!r} is outside your scope")
     acked = await asyncio.to_thread(
-        functools.partial(service.ack_alert, alert_id, actor=actor(_principal(request)), note=note)
+        functools.partial(service.ack_alert, alert_id, actor=actor_of(request), note=note)
     )
     return web.json_response(await asyncio.to_thread(service.alert_json, acked))

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from collections.abc import Collection
 from typing import Any
 
 from aiohttp import web
 
-from ..errors import StoreError
 from ..spotcheck.errors import BadRequest
 from ..spotcheck.model import MAX_DEADLINE_S, MAX_TARGETS, MIN_DEADLINE_S, SpotCheck, Target
 from ..spotcheck.service import OrgView, SpotChecks
-from .access import PRINCIPAL, WATCH, Principal, Role, Routes, error
+from .access import WATCH, Role, Routes, error
 from .keys import ORG, SPOTCHECKS
+from .requests import BadField, json_object, principal_of, query_int, refusals
 from .scope import in_scope, require_in_scope, visible_units
 
 routes = Routes()
@@ -39,27 +38,14 @@ CHECKERS = frozenset({Role.INSPECTOR, Role.ADMIN})
 #: The largest request body: a hundred device ids are under 8 kB; anything near this is not a
 #: spot check.
 BODY_LIMIT = 64 * 1024
-_FIELDS = {"unit", "devices", "sample", "deadline_s", "want_snapshot"}
+_FIELDS = frozenset({"unit", "devices", "sample", "deadline_s", "want_snapshot"})
 MAX_LIST = 500
-
-
-class _Bad(Exception):
-    """A request field that cannot be used; becomes 400 ``{"error": "<field>: <reason>"}``."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
 
 
 def _services(request: web.Request) -> tuple[SpotChecks, OrgView]:
     checks: SpotChecks = request.app[SPOTCHECKS]  # type: ignore[assignment]
     org: OrgView = request.app[ORG]  # type: ignore[assignment]
     return checks, org
-
-
-def _principal(request: web.Request) -> Principal:
-    principal = request[PRINCIPAL]
-    assert principal is not None  # the access middleware let only signed-in callers through
-    return principal
 
 
 # --- JSON out ------------------------------------------------------------------------------
@@ -114,65 +100,36 @@ def check_json(check: SpotCheck, *, targets: bool = True) -> dict[str, Any]:
 # --- JSON in -------------------------------------------------------------------------------
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > BODY_LIMIT:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=BODY_LIMIT,
-            actual_size=request.content_length,
-            text=json.dumps({"error": f"body: larger than {BODY_LIMIT} bytes"}),
-            content_type="application/json",
-        )
-    raw = await request.read()  # aiohttp stops a chunked body at client_max_size (1 MiB)
-    if len(raw) > BODY_LIMIT:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=BODY_LIMIT,
-            actual_size=len(raw),
-            text=json.dumps({"error": f"body: larger than {BODY_LIMIT} bytes"}),
-            content_type="application/json",
-        )
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _Bad("body", f"not JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise _Bad("body", "expected a JSON object")
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        # A misspelt "deadline" must not silently become the default deadline.
-        raise _Bad(unknown[0], f"unknown field (expected: {', '.join(sorted(_FIELDS))})")
-    return body
-
-
 def _int_field(body: dict[str, Any], name: str, lo: int, hi: int) -> int | None:
     value = body.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Bad(name, f"{value!r} is not a whole number")
+        raise BadField(name, f"{value!r} is not a whole number")
     if not lo <= value <= hi:
-        raise _Bad(name, f"{value} is outside [{lo}, {hi}]")
+        raise BadField(name, f"{value} is outside [{lo}, {hi}]")
     return value
 
 
 def _create_args(body: dict[str, Any]) -> dict[str, Any]:
     unit = body.get("unit")
     if not isinstance(unit, str) or not unit:
-        raise _Bad("unit", "required: the id of the unit to check")
+        raise BadField("unit", "required: the id of the unit to check")
     devices = body.get("devices")
     sample = _int_field(body, "sample", 1, MAX_TARGETS)
     if (devices is None) == (sample is None):
-        raise _Bad("devices", "give either devices or sample, not both or neither")
+        raise BadField("devices", "give either devices or sample, not both or neither")
     if devices is not None:
         if not isinstance(devices, list) or not devices:
-            raise _Bad("devices", "a non-empty list of device ids")
+            raise BadField("devices", "a non-empty list of device ids")
         if len(devices) > MAX_TARGETS:
-            raise _Bad("devices", f"at most {MAX_TARGETS} in one check")
+            raise BadField("devices", f"at most {MAX_TARGETS} in one check")
         if not all(isinstance(d, str) for d in devices):
-            raise _Bad("devices", "every item must be a device id (a string)")
+            raise BadField("devices", "every item must be a device id (a string)")
     deadline_s = _int_field(body, "deadline_s", MIN_DEADLINE_S, MAX_DEADLINE_S)
     want_snapshot = body.get("want_snapshot", False)
     if not isinstance(want_snapshot, bool):
-        raise _Bad("want_snapshot", f"{want_snapshot!r} is not true or false")
+        raise BadField("want_snapshot", f"{want_snapshot!r} is not true or false")
     args: dict[str, Any] = {"unit_id": unit, "want_snapshot": want_snapshot}
     if devices is not None:
         args["devices"] = devices
@@ -183,43 +140,18 @@ def _create_args(body: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def _query_int(request: web.Request, name: str, lo: int, hi: int) -> int | None:
-    raw = request.query.get(name, "")
-    if raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _Bad(name, f"{raw!r} is not an integer") from None
-    if not lo <= value <= hi:
-        raise _Bad(name, f"{value} is outside [{lo}, {hi}]")
-    return value
-
-
-def _errors(handler: Any) -> Any:
-    """Turn the request's and the service's refusals into JSON answers in one place."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            response: web.StreamResponse = await handler(request)
-            return response
-        except (_Bad, BadRequest) as exc:
-            return error(400, str(exc))
-        except StoreError as exc:
-            return error(503, f"spot-check store unavailable: {exc}")
-
-    return wrapped
+_refusals = refusals([(BadRequest, 400)], store="spot-check store")
 
 
 # --- handlers ------------------------------------------------------------------------------
 
 
 @routes.add("POST", "/api/v1/spotchecks", roles=CHECKERS)
-@_errors
+@_refusals
 async def create_check(request: web.Request) -> web.StreamResponse:
-    principal = _principal(request)
-    args = _create_args(await _body(request))
+    principal = principal_of(request)
+    body = await json_object(request, allowed=_FIELDS, limit=BODY_LIMIT, empty_ok=False)
+    args = _create_args(body)
     await require_in_scope(request, args["unit_id"])
     checks, _ = _services(request)
     check = await asyncio.to_thread(functools.partial(checks.create, by=principal.name, **args))
@@ -227,11 +159,11 @@ async def create_check(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("GET", "/api/v1/spotchecks", roles=WATCH)
-@_errors
+@_refusals
 async def list_checks(request: web.Request) -> web.StreamResponse:
-    since = _query_int(request, "since_ms", 0, 2**62)
-    until = _query_int(request, "until_ms", 0, 2**62)
-    limit = _query_int(request, "limit", 1, MAX_LIST) or 100
+    since = query_int(request, "since_ms", 0, 2**62)
+    until = query_int(request, "until_ms", 0, 2**62)
+    limit = query_int(request, "limit", 1, MAX_LIST) or 100
     unit = request.query.get("unit") or None
     checks, org = _services(request)
     units: Collection[str] | None
@@ -243,7 +175,7 @@ async def list_checks(request: web.Request) -> web.StreamResponse:
         await require_in_scope(request, unit)
         units = await asyncio.to_thread(org.subtree, unit)
         if not units:
-            raise _Bad("unit", f"no unit {unit!r}")
+            raise BadField("unit", f"no unit {unit!r}")
     found = await asyncio.to_thread(
         functools.partial(checks.history, units=units, since_ms=since, until_ms=until, limit=limit)
     )
@@ -251,7 +183,7 @@ async def list_checks(request: web.Request) -> web.StreamResponse:
 
 
 @routes.add("GET", "/api/v1/spotchecks/{check_id}", roles=WATCH)
-@_errors
+@_refusals
 async def get_check(request: web.Request) -> web.StreamResponse:
     check_id = request.match_info["check_id"]
     checks, _ = _services(request)

@@ -13,6 +13,17 @@ resending is always safe.
 Clock: fixes carry the receiver's GNSS time. Each GNSS fix also measures the terminal's clock
 against it; the skew goes to the server in every heartbeat, and the server, whose own clock is
 the reference, never takes a timestamp from the future at face value.
+
+Dispatch, tasks and clues (the volunteer's side): a ``DispatchCommand`` rings until answered,
+cancelled (``DispatchCancel``) or expired; once accepted it stays ``current_dispatch`` so the
+volunteer can say ``arrived()``. A ``Task`` is kept in ``tasks`` until read (``ack_task``) or
+expired. ``report_clue`` sends a ``Clue`` and, with a photo, a ``Snapshot`` (trigger clue).
+
+Threads: every method that changes state or touches the outbox is for the agent's thread only
+(listeners, actions handed to ``submit``). Another thread (a local screen, the MCU bridge) uses
+``submit`` to fire and forget, or ``call`` to wait for the answer. Other threads may read
+``active_dispatch``, ``current_dispatch``, ``tasks`` and ``latest_fix`` at any time: each is
+replaced whole, never changed in place, so a reader always sees one consistent value.
 """
 
 from __future__ import annotations
@@ -22,13 +33,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from protocol import (
     ConfigPush,
     DeviceEndpoint,
+    DispatchCancel,
     DispatchCommand,
     DispatchResponse,
     Envelope,
@@ -36,6 +49,7 @@ from protocol import (
     EventKind,
     Fix,
     FixSource,
+    IncidentKind,
     Presence,
     PresenceKind,
     ProtocolError,
@@ -43,11 +57,14 @@ from protocol import (
     RollCall,
     RollCallAnswer,
     StoredAck,
+    Task,
+    TaskAck,
 )
 from provisioning import Enrolment
 from yijing.mqtt import Backoff, MqttLink, NotConnected, Will
 
-from .errors import OutboxError
+from .clues import build_clue
+from .errors import AgentNotRunning, OutboxError
 from .outbox import Lane, Outbox
 from .policy import Reporter, ReportingPolicy
 
@@ -56,6 +73,11 @@ MB = 1024 * 1024
 #: by its own transmission time; one at a time bounds that delay to one picture
 #: (docs/benchmarks.md, "Slow link").
 SNAPSHOTS_IN_FLIGHT = 1
+#: How long an accepted dispatch stays on screen (for "arrived") after it was accepted, if its
+#: own expiry is sooner: ``expires_ms`` bounds the time to answer, not the walk there.
+ON_THE_WAY_S = 1800
+
+T = TypeVar("T")
 
 
 class PositionSource(Protocol):
@@ -69,6 +91,7 @@ class AgentStats:
     acked: int = 0
     rejected_downlink: int = 0
     expired_dispatches: int = 0
+    expired_tasks: int = 0
     commands: list[Envelope] = field(default_factory=list)
 
 
@@ -117,12 +140,29 @@ class Agent:
         self._inflight: dict[int, tuple[float, int, Lane]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop_thread: threading.Thread | None = None
         self._next_heartbeat = 0.0
         self._dispatches_seen: set[str] = set()
+        self._tasks_seen: set[str] = set()
+        #: The dispatch ringing now (not yet accepted or declined).
         self.active_dispatch: DispatchCommand | None = None
+        #: The dispatch accepted, until cancelled or ``ON_THE_WAY_S`` after accepting (or its
+        #: expiry, if later): what "arrived" answers. ``on_scene_ms``: when arrival was said.
+        self.current_dispatch: DispatchCommand | None = None
+        self.accepted_ms: int | None = None
+        self.on_scene_ms: int | None = None
+        #: The last cancel that stopped a dispatch on this terminal, and when it came.
+        self.last_cancel: tuple[DispatchCancel, int] | None = None
+        #: Published tasks not yet read nor expired, by task id (replaced whole on each change).
+        self.tasks: dict[str, Task] = {}
         #: Called on the agent's thread when a fresh dispatch arrives (the shoulder light
         #: flashes, the screen shows it).
         self.dispatch_listeners: list[Callable[[DispatchCommand], None]] = []
+        #: Called on the agent's thread with (dispatch id, reason) when a dispatch shown on
+        #: this terminal stops: cancelled by the station ("cancelled: ...") or expired.
+        self.cancel_listeners: list[Callable[[str, str], None]] = []
+        #: Called on the agent's thread when a fresh task arrives.
+        self.task_listeners: list[Callable[[Task], None]] = []
         #: Called on the agent's thread after an event is recorded (the camera snaps an SOS).
         self.event_listeners: list[Callable[[EventKind], None]] = []
         #: Called on the agent's thread with each dispatch answer sent (accepted, on scene).
@@ -172,6 +212,7 @@ class Agent:
         self.outbox.close()
 
     def run(self) -> None:
+        self._loop_thread = threading.current_thread()  # for call(): the loop's own thread
         next_sample = self._clock()
         while not self._stop.is_set():
             now = self._clock()
@@ -188,6 +229,7 @@ class Agent:
             due = min(next_sample, self._next_heartbeat) if self.link.connected else next_sample
             wait = max(0.0, due - self._clock())
             self._drain_inbox(min(wait, 0.2))
+            self.prune()
         self.outbox.flush_checkpoint()
         self.pump()
 
@@ -300,6 +342,32 @@ class Agent:
         """
         self._inbox.put(action)
 
+    def call(self, action: Callable[[], T], timeout: float = 5.0) -> T:
+        """Run ``action`` on the agent's thread and return its result (thread-safe).
+
+        Its exception, if any, is raised here. ``AgentNotRunning`` if the loop has not run it
+        within ``timeout`` s (the action may still run later). On the agent's thread itself
+        the action runs at once.
+        """
+        if threading.current_thread() is self._loop_thread:
+            return action()
+        future: Future[T] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return  # the caller gave up: do not act on a stale request
+            try:
+                future.set_result(action())
+            except Exception as exc:  # handed to the caller, who decides what it means
+                future.set_exception(exc)
+
+        self._inbox.put(run)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise AgentNotRunning(f"the agent loop did not answer within {timeout} s") from None
+
     def _drain_inbox(self, timeout: float) -> None:
         try:
             entry = self._inbox.get(timeout=timeout)
@@ -343,6 +411,10 @@ class Agent:
             self.apply_config(message)
         elif isinstance(message, DispatchCommand):
             self._dispatched(message)
+        elif isinstance(message, DispatchCancel):
+            self._cancelled(message)
+        elif isinstance(message, Task):
+            self._task(message)
         elif isinstance(message, RollCall):
             self._roll_call(message)
         else:
@@ -392,7 +464,113 @@ class Agent:
         self._respond(command, status, reason=reason)
         if status in (ResponseStatus.ACCEPTED, ResponseStatus.DECLINED):
             self.active_dispatch = None
+        if status is ResponseStatus.ACCEPTED:
+            self.current_dispatch = command
+            self.accepted_ms = self._now_ms()
+            self.on_scene_ms = None
         return True
+
+    def arrived(self) -> bool:
+        """The volunteer is at the place of the accepted dispatch: answer ``on_scene``, once.
+
+        False if no dispatch is accepted (none, cancelled, given up) or arrival was said.
+        """
+        self.prune()
+        command = self.current_dispatch
+        if command is None or self.on_scene_ms is not None:
+            return False
+        self._respond(command, ResponseStatus.ON_SCENE)
+        self.on_scene_ms = self._now_ms()
+        return True
+
+    def _cancelled(self, cancel: DispatchCancel) -> None:
+        """The station called a dispatch off. Remembered even if it never arrived here, so a
+        command delivered late (the broker's queue, a resend) never rings."""
+        self._dispatches_seen.add(cancel.dispatch_id)
+        stopped = False
+        active = self.active_dispatch
+        if active is not None and active.dispatch_id == cancel.dispatch_id:
+            self.active_dispatch = None
+            stopped = True
+        current = self.current_dispatch
+        if current is not None and current.dispatch_id == cancel.dispatch_id:
+            self.current_dispatch = None
+            stopped = True
+        if stopped:
+            self.last_cancel = (cancel, self._now_ms())
+            reason = f"cancelled: {cancel.reason}" if cancel.reason else "cancelled"
+            for listener in self.cancel_listeners:
+                listener(cancel.dispatch_id, reason)
+
+    def prune(self) -> None:
+        """Forget what has expired: a ringing dispatch, an accepted one given up, old tasks."""
+        now = self._now_ms()
+        active = self.active_dispatch
+        if active is not None and now >= active.expires_ms:
+            self.active_dispatch = None
+            for listener in self.cancel_listeners:
+                listener(active.dispatch_id, "expired")
+        current = self.current_dispatch
+        if current is not None:
+            keep_until = max(current.expires_ms, (self.accepted_ms or 0) + ON_THE_WAY_S * 1000)
+            if now >= keep_until:
+                self.current_dispatch = None
+        if any(now >= t.expires_ms for t in self.tasks.values()):
+            self.tasks = {k: t for k, t in self.tasks.items() if now < t.expires_ms}
+
+    # --- tasks and clues -----------------------------------------------------------------------
+
+    def _task(self, task: Task) -> None:
+        """A published task: kept to be read, unless it is a repeat or already expired."""
+        if task.task_id in self._tasks_seen:
+            return  # QoS 1 redelivery, or the server resending before our ack arrived
+        self._tasks_seen.add(task.task_id)
+        if self._now_ms() >= task.expires_ms:
+            self.stats.expired_tasks += 1
+            self._log.info("task %s arrived expired; not shown", task.task_id)
+            return
+        self.tasks = {**self.tasks, task.task_id: task}  # replaced whole: readers see no tear
+        for listener in self.task_listeners:
+            listener(task)
+
+    def ack_task(self, task_id: str) -> bool:
+        """The volunteer read the task: send ``TaskAck`` and stop showing it."""
+        self.prune()
+        if task_id not in self.tasks:
+            return False
+        self.outbox.put(TaskAck(task_id=task_id, time_ms=self._now_ms()))
+        self.tasks = {k: t for k, t in self.tasks.items() if k != task_id}
+        return True
+
+    def report_clue(
+        self,
+        text: str,
+        category: IncidentKind = IncidentKind.OTHER,
+        photo_jpeg: bytes | None = None,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> str:
+        """Send a clue with the latest position, and its photo if any; return the clue id.
+
+        The photo must be a JPEG of at most ``MAX_JPEG_BYTES``; its size is read from the
+        JPEG unless given. ``ReportError`` (nothing sent) if it is not usable.
+        """
+        clue, snapshot = build_clue(
+            text,
+            category,
+            fix=self.latest_fix,
+            now_ms=self._now_ms(),
+            photo_jpeg=photo_jpeg,
+            width=width,
+            height=height,
+        )
+        # The text goes ahead in the urgent lane; the picture waits its turn in the picture lane
+        # (and, like every picture, is what the disk budget evicts first).
+        self.outbox.put(clue)
+        if snapshot is not None:
+            self.outbox.record_snapshot(snapshot)
+        return clue.clue_id
 
     def _respond(
         self, command: DispatchCommand, status: ResponseStatus, *, reason: str | None = None

@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import signal
+import sys
 import threading
 from pathlib import Path
 
 from yijing.argtypes import baud, latlon, non_negative
 
-from .config import AgentConfig, ConfigError, SourceConfig, load_config, parse_hostport
+from .config import (
+    AgentConfig,
+    ConfigError,
+    SourceConfig,
+    load_config,
+    parse_hostport,
+    parse_ui_port,
+)
 
 EXAMPLE = """\
 examples:
@@ -19,10 +27,13 @@ examples:
   yijing agent --enrolment ft-0042.json --simulate 22.5431,114.0579 --interval-moving 2
   yijing agent --config /etc/yijing/agent.toml
   yijing agent --enrolment ft-0042.json --gpsd 127.0.0.1:2947 --mcu /dev/ttyACM0
+  yijing agent --enrolment ft-0042.json --gpsd 127.0.0.1:2947 --ui-port 8765
+      (the volunteer's screen: open the printed http://127.0.0.1:8765/ on the terminal)
 
 config file (TOML; every key optional; options given on the command line win):
   enrolment = "/etc/yijing/ft-0042.json"
   data = "/var/lib/yijing/agent"
+  ui_port = 8765                 # the volunteer's screen on 127.0.0.1 (0: any free port)
   [source]
   kind = "gpsd"                  # gpsd | nmea | simulate
   gpsd = "127.0.0.1:2947"
@@ -87,10 +98,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SOURCE",
         help="camera for snapshots: /dev/video0, an rtsp:// or http:// URL, or a video file",
     )
+    ui = p.add_mutually_exclusive_group()
+    ui.add_argument(
+        "--ui-port",
+        type=_port,
+        metavar="N",
+        help="serve the volunteer's screen (dispatch, tasks, SOS, clues) on http://127.0.0.1:N/"
+        " (0: any free port; default: no screen)",
+    )
+    ui.add_argument(
+        "--no-ui", action="store_true", help="no screen, even if the config file sets ui_port"
+    )
     for option, (_, text) in POLICY_OPTIONS.items():
         p.add_argument(
             f"--{option.replace('_', '-')}", type=non_negative, dest=option, metavar="N", help=text
         )
+
+
+def _port(text: str) -> int:
+    try:
+        port = parse_ui_port(int(text), "--ui-port")
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port 0-65535 (0: any free port)"
+        ) from None
+    assert port is not None
+    return port
 
 
 def resolve(args: argparse.Namespace) -> AgentConfig:
@@ -123,6 +156,11 @@ def resolve(args: argparse.Namespace) -> AgentConfig:
     camera = config.camera
     if args.camera:
         camera = dataclasses.replace(camera, source=args.camera)
+    ui_port = config.ui_port
+    if args.no_ui:
+        ui_port = None
+    elif args.ui_port is not None:
+        ui_port = args.ui_port
     return AgentConfig(
         enrolment=args.enrolment or config.enrolment,
         data=args.data or config.data,
@@ -130,6 +168,7 @@ def resolve(args: argparse.Namespace) -> AgentConfig:
         policy=policy,
         mcu=mcu,
         camera=camera,
+        ui_port=ui_port,
     )
 
 
@@ -194,7 +233,21 @@ def run(args: argparse.Namespace) -> int:
         f"broker {enrolment.broker.host}:{enrolment.broker.port}",
         flush=True,
     )
+    ui = None
+    if config.ui_port is not None:
+        from .localui import LocalUI, LocalUIError
+
+        ui = LocalUI(agent, port=config.ui_port)
+        try:
+            ui.start()
+            print(f"agent {device_id}: volunteer's screen at {ui.url}", flush=True)
+        except LocalUIError as exc:
+            # Tracking and SOS (the MCU's button) matter more than the screen: run on without.
+            print(f"agent {device_id}: {exc}; running without a screen", file=sys.stderr)
+            ui = None
     stopped.wait()
+    if ui is not None:
+        ui.stop()
     if camera is not None:
         camera.close()
     if mcu is not None:

@@ -5,6 +5,8 @@ Every key is optional; errors name the file, the key and what is wrong. Example
 
     enrolment = "/etc/yijing/ft-0042.json"   # the bundle from `yijing provision device`
     data = "/var/lib/yijing/agent"           # where the outbox lives
+    ui_port = 8765                # the volunteer's screen on http://127.0.0.1:8765/
+                                  # (0: any free port; leave out or false: no screen)
 
     [source]
     kind = "gpsd"                 # gpsd | nmea | simulate
@@ -84,6 +86,19 @@ class AgentConfig:
     policy: ReportingPolicy = field(default_factory=ReportingPolicy)
     mcu: McuConfig = field(default_factory=McuConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
+    #: The local screen's port on 127.0.0.1 (0: any free port). None: no screen. Off unless
+    #: asked for: the same command runs fleets of simulated agents on one host (bench, demo),
+    #: where one fixed port would collide; a terminal's config file sets it.
+    ui_port: int | None = None
+
+
+def parse_ui_port(value: object, where: str) -> int | None:
+    """A port number 0-65535 (0: any free one), or false / None for no screen."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigError(f"{where}: expected a port 0-65535 (0: any free port) or false")
+    return value
 
 
 def _number(where: str, key: str, value: object, *, integer: bool = False) -> float:
@@ -194,7 +209,7 @@ def load_config(path: Path | None) -> AgentConfig:
         raise ConfigError(f"{where}: cannot be read ({exc.strerror})") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{where}: not TOML ({exc})") from None
-    known = {"enrolment", "data", "source", "policy", "mcu", "camera"}
+    known = {"enrolment", "data", "source", "policy", "mcu", "camera", "ui_port"}
     for key in doc:
         if key not in known:
             raise ConfigError(f"{where}: {key}: unknown key (known: {', '.join(sorted(known))})")
@@ -211,4 +226,5 @@ def load_config(path: Path | None) -> AgentConfig:
         policy=_policy(where, doc.get("policy", {})),
         mcu=_mcu(where, doc.get("mcu", {})),
         camera=_camera(where, doc.get("camera", {})),
+        ui_port=parse_ui_port(doc.get("ui_port"), f"{where}: ui_port"),
     )

@@ -4,7 +4,9 @@ Exception tree::
 
     AgentError              base
     ├── OutboxError         the outbox database failed (sqlite3 errors converted here)
-    └── SourceError         a position source failed (gpsd, serial, simulator)
+    ├── SourceError         a position source failed (gpsd, serial, simulator)
+    ├── ReportError         a clue cannot be sent as it is (also a ValueError)
+    └── AgentNotRunning     ``Agent.call`` got no answer: the loop is stopped or stuck
 """
 
 
@@ -18,3 +20,11 @@ class OutboxError(AgentError):
 
 class SourceError(AgentError):
     """A position source failed."""
+
+
+class ReportError(AgentError, ValueError):
+    """A report the volunteer made cannot be sent as it is (a photo that is not a JPEG)."""
+
+
+class AgentNotRunning(AgentError):
+    """``Agent.call`` timed out: the agent's loop is not running or is stuck."""

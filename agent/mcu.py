@@ -2,7 +2,9 @@
 
 - SOS long-press → an urgent ``Event`` (SOS) with the current position, at once.
 - A dispatch arrives → the light flashes red/blue and the terminal beeps until the volunteer
-  accepts with a short press (or the dispatch expires); the press answers "accepted".
+  accepts with a short press (or the dispatch expires); the press answers "accepted". The light
+  goes dark too when the dispatch is answered on the screen, cancelled by the station or expires.
+- A published task arrives → a short beep (the screen shows it).
 - Battery (when it moved by ``battery_step_pct`` or fell below ``battery_low_pct``) and tamper
   (case opened / closed) → ``Event``\\s.
 - The cable pulled and put back: the bridge reopens the port by itself; when the link comes
@@ -29,11 +31,12 @@ from firmware_bridge.messages import (
     Tamper,
 )
 from firmware_bridge.serial_transport import SerialBridge
-from protocol import DispatchCommand, EventKind, ResponseStatus
+from protocol import DispatchCommand, EventKind, ResponseStatus, Task
 
 from .agent import Agent
 
 DISPATCH_FLASH_HZ = 4
+TASK_BEEP_MS = 300
 
 
 class McuLink:
@@ -56,6 +59,9 @@ class McuLink:
             port=port, baudrate=baudrate, on_event=self._on_event, logger=self._log
         )
         agent.dispatch_listeners.append(self._ring)
+        agent.answer_listeners.append(self._answered)
+        agent.cancel_listeners.append(self._stopped)
+        agent.task_listeners.append(self._task)
 
     def start(self) -> None:
         self.bridge.start()
@@ -112,8 +118,19 @@ class McuLink:
         self.bridge.send(Alert(AlertKind.BOTH, 1000))
 
     def _accept(self) -> None:
-        if self._agent.answer_dispatch(ResponseStatus.ACCEPTED):
+        self._agent.answer_dispatch(ResponseStatus.ACCEPTED)  # the light: see _answered
+
+    def _answered(self, status: ResponseStatus) -> None:
+        # Whether by the button or on the screen, an answer ends the ringing.
+        if status in (ResponseStatus.ACCEPTED, ResponseStatus.DECLINED):
             self.bridge.send(SetLight(LightPattern.OFF))
+
+    def _stopped(self, dispatch_id: str, reason: str) -> None:
+        if self._agent.active_dispatch is None:  # not if another dispatch rings meanwhile
+            self.bridge.send(SetLight(LightPattern.OFF))
+
+    def _task(self, task: Task) -> None:
+        self.bridge.send(Alert(AlertKind.BEEP, TASK_BEEP_MS))
 
     def _restore_light(self) -> None:
         command = self._agent.active_dispatch

@@ -34,6 +34,7 @@ import msgpack
 from protocol import (
     CHECKPOINT_EVERY,
     Checkpoint,
+    Clue,
     DeviceEndpoint,
     DispatchResponse,
     Event,
@@ -46,6 +47,7 @@ from protocol import (
     RollCallAnswer,
     Snapshot,
     StoredAck,
+    TaskAck,
 )
 from yijing.sqlite import SchemaError, migrate, open_database, transaction
 
@@ -64,6 +66,9 @@ LANE_OF: dict[type[Message], Lane] = {
     Event: Lane.URGENT,
     DispatchResponse: Lane.URGENT,
     RollCallAnswer: Lane.URGENT,
+    # A clue is something happening now; a task's read receipt is small and counted.
+    Clue: Lane.URGENT,
+    TaskAck: Lane.URGENT,
     Position: Lane.LIVE,
     Presence: Lane.LIVE,
     PositionBatch: Lane.BACKFILL,

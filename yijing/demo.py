@@ -22,6 +22,7 @@ from server.app import Server, ServerConfig
 from server.web.access import Principal, Role
 
 from .demo_org import seed_org
+from .demo_volunteer import DemoVolunteer
 
 log = logging.getLogger("yijing.demo")
 
@@ -127,16 +128,18 @@ async def run_demo(
     shifts = await asyncio.to_thread(seed_org, server.org, FUTIAN_POSTS, terminals, now_ms)
     await asyncio.to_thread(server.duty.refresh)
     agents: list[Agent] = []
+    volunteers: list[DemoVolunteer] = []
     workers: list[object] = []
     agents_dir = data_dir / "agents"
     try:
         for i in range(terminals):
             enrolment = _enrolment(server, agents_dir, i)
             post = FUTIAN_POSTS[i % len(FUTIAN_POSTS)]
+            walker = SimulatedWalker(post.lat, post.lon, radius_m=250, seed=i)
             agent = Agent(
                 enrolment,
                 agents_dir / enrolment.identity.device_id,
-                source=SimulatedWalker(post.lat, post.lon, radius_m=250, seed=i),
+                source=walker,
                 policy=ReportingPolicy(
                     interval_moving_s=interval_s,
                     interval_still_s=max(30.0, interval_s),
@@ -144,6 +147,7 @@ async def run_demo(
                     heartbeat_s=30,
                 ),
             )
+            volunteers.append(DemoVolunteer(agent, walker, seed=i))
             agent.start()
             agents.append(agent)
             if i < cameras:
@@ -173,5 +177,7 @@ async def run_demo(
         await asyncio.Event().wait()
     finally:
         await asyncio.gather(*(asyncio.to_thread(w.close) for w in workers))  # type: ignore[attr-defined]
+        for volunteer in volunteers:
+            volunteer.close()
         await asyncio.gather(*(asyncio.to_thread(a.stop) for a in agents))
         await server.stop()

@@ -19,6 +19,17 @@ from tests.helpers import wait_until
 pytestmark = pytest.mark.e2e
 
 
+def send(base: str, token: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
 def test_demo_fleet_moves_sends_pictures_and_is_on_duty(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
     with log.open("w") as out:
@@ -57,6 +68,28 @@ def test_demo_fleet_moves_sends_pictures_and_is_on_duty(tmp_path: Path) -> None:
             assert len(duty["shifts"]) == 4
             assert {s["device_id"] for s in duty["shifts"]} == {f"ft-000{i}" for i in range(1, 5)}
             assert "reports:" in log.read_text()
+            # The demo's volunteers answer a dispatch the way people do.
+            wait_until(
+                lambda: any(t["status"] in ("on_post", "off_post") for t in terminals()),
+                30,
+                "a volunteer on duty on the live map",
+            )
+            someone = next(t for t in terminals() if t["status"] in ("on_post", "off_post"))
+            incident = send(base, token, "/api/v1/incidents", {
+                "kind": "dispute", "priority": 2, "note": "demo",
+                "lat": someone["fix"]["lat"], "lon": someone["fix"]["lon"] + 0.0005,
+            })  # fmt: skip
+            iid = incident["incident_id"]
+            circles = api(f"/api/v1/incidents/{iid}/proposals")["circles"]
+            nearest = next(c["candidates"][0] for c in circles if c["candidates"])
+            send(base, token, f"/api/v1/incidents/{iid}/dispatches",
+                 {"device_ids": [nearest["device_id"]]})  # fmt: skip
+
+            def answered() -> bool:
+                state = api(f"/api/v1/incidents/{iid}")["dispatches"][0]["state"]
+                return state in ("accepted", "declined", "on_scene")
+
+            wait_until(answered, 30, "the simulated volunteer to answer the dispatch")
         finally:
             demo.send_signal(signal.SIGINT)
             try:

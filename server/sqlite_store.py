@@ -370,6 +370,14 @@ class SqliteStore:
         )
         return [(str(r[0]), int(r[1]), int(r[2]), bytes(r[3])) for r in rows]
 
+    def snapshots_received(self, trigger: str, since_ms: int) -> list[SnapshotMeta]:
+        rows = self._read(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE trigger=? AND received_ms>=? "
+            "ORDER BY received_ms, device_id, seq",
+            (trigger, since_ms),
+        )
+        return [_snapshot(r) for r in rows]
+
     def frame(self, device_id: str, seq: int) -> bytes | None:
         rows = self._read(
             "SELECT payload FROM frames WHERE device_id=? AND seq=?", (device_id, seq)

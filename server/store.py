@@ -164,6 +164,11 @@ class Store(Protocol):
         """Any stored snapshot with this content (the newest)."""
         ...
 
+    def snapshots_received(self, trigger: str, since_ms: int) -> list[SnapshotMeta]:
+        """Pictures of one trigger received at or after ``since_ms``, metadata only (a
+        replay must not read every JPEG of a day)."""
+        ...
+
     def snapshot_hashes(self) -> set[str]:
         """Every picture some stored snapshot refers to."""
         ...

@@ -32,6 +32,7 @@ from protocol import Clue, Event, EventKind, ProtocolError, Snapshot, SnapshotTr
 from protocol import decode as decode_frame
 
 from ..ingest import Accepted
+from ..store import SnapshotMeta
 from .errors import AlreadyDone, BadRequest, NotFound
 from .model import (
     DEFAULT_PRIORITY,
@@ -61,7 +62,9 @@ from .tasks import Send, TaskDesk
 #: The message types ``on_accepted`` looks at; every other frame costs one set lookup.
 _MINE = frozenset({Event, Snapshot, TaskAck, Clue})
 #: Their TYPE codes, for ``replay``.
-REPLAY_TYPES = (Event.TYPE, Snapshot.TYPE, TaskAck.TYPE, Clue.TYPE)
+#: Frames replayed whole. Clue photos are replayed from the pictures' metadata instead: the
+#: day's snapshot frames hold every JPEG, which start-up must not read.
+REPLAY_TYPES = (Event.TYPE, TaskAck.TYPE, Clue.TYPE)
 _REPLAY_CHUNK = 500
 MAX_LIST = 500
 
@@ -86,6 +89,8 @@ class FrameSource(Protocol):
     def frames_received(
         self, type_codes: Collection[int], since_ms: int, /
     ) -> list[tuple[str, int, int, bytes]]: ...
+
+    def snapshots_received(self, trigger: str, since_ms: int, /) -> list[SnapshotMeta]: ...
 
 
 def _newer(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -352,7 +357,15 @@ class FieldReports:
             batch.append(Accepted(device, seq, message, received_ms))
         for start in range(0, len(batch), _REPLAY_CHUNK):
             self._apply(batch[start : start + _REPLAY_CHUNK], resend=False)
-        return len(batch)
+        photos = self._frames.snapshots_received(SnapshotTrigger.CLUE.value, since_ms)
+        for p in photos:
+            if p.request_id is None:
+                continue
+            try:
+                self._photo(p.device_id, p.request_id, p.sha256, p.received_ms)
+            except Exception:
+                self._log.exception("field: photo %s/%d not applied", p.device_id, p.seq)
+        return len(batch) + len(photos)
 
     def tick(self) -> None:
         """Expire tasks, retry refused sends (the lead's one-second loop). Never raises."""
@@ -384,7 +397,7 @@ class FieldReports:
         for part, items in (
             (self._sos, sos),
             (self._clue, clues),
-            (self._photo, photos),
+            (self._photo_frame, photos),
         ):
             for a in items:
                 try:
@@ -476,17 +489,18 @@ class FieldReports:
             if stored is not None:
                 self._emit("clue", stored.to_json(), stored.unit_id)
 
-    def _photo(self, a: Accepted) -> None:
+    def _photo_frame(self, a: Accepted) -> None:
         m = a.message
         assert isinstance(m, Snapshot) and m.request_id is not None
-        sha = m.sha256.hex()
-        key = f"{a.device_id}:{m.request_id}"
+        self._photo(a.device_id, m.request_id, m.sha256.hex(), a.received_ms)
+
+    def _photo(self, device_id: str, clue_id: str, sha: str, received_ms: int) -> None:
+        key = f"{device_id}:{clue_id}"
         step = Step(
-            a.received_ms, terminal_actor(a.device_id), Subject.CLUE, key, "photo", a.device_id,
-            sha,
-        )  # fmt: skip
+            received_ms, terminal_actor(device_id), Subject.CLUE, key, "photo", device_id, sha
+        )
         with self._lock:
-            clue = self._store.attach_photo(a.device_id, m.request_id, sha, a.received_ms, step)
+            clue = self._store.attach_photo(device_id, clue_id, sha, received_ms, step)
             if clue is not None:
                 self._emit("clue", clue.to_json(), clue.unit_id)
 

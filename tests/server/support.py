@@ -9,13 +9,22 @@ from typing import Any
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol import DeviceEndpoint, Fix, Message, Position, PositionBatch, decode, digest
+from protocol import (
+    DeviceEndpoint,
+    Fix,
+    Message,
+    Position,
+    PositionBatch,
+    Snapshot,
+    decode,
+    digest,
+)
 from provisioning import DeviceIdentity, new_device
 from provisioning.identity import raw_public
 from server.ingest import IngestStats
 from server.live import Hub, LiveState
 from server.snapshots import SnapshotFiles
-from server.store import Device, DeviceKey, IncomingFrame, Store
+from server.store import Device, DeviceKey, IncomingFrame, SnapshotMeta, Store
 from server.web.access import Principal, Routes, TokenAuthenticator
 from server.web.app import make_app
 
@@ -69,6 +78,13 @@ class Terminal:
         elif isinstance(message, PositionBatch):
             fixes = message.fixes
         env = decode(payload).envelope
+        snapshot = None
+        if isinstance(message, Snapshot):
+            snapshot = SnapshotMeta(
+                env.party, env.seq, message.sha256.hex(), message.captured_ms,
+                message.trigger.value, message.width, message.height, len(message.jpeg),
+                received_ms, message.request_id, None, None,
+            )  # fmt: skip
         return IncomingFrame(
             device_id=env.party,
             seq=env.seq,
@@ -79,6 +95,7 @@ class Terminal:
             payload=payload,
             digest=digest(payload),
             fixes=fixes,
+            snapshot=snapshot,
         )
 
 

@@ -23,12 +23,14 @@ from protocol import (
     Snapshot,
     SnapshotTrigger,
     TaskAck,
+    decode,
 )
 from server.duty.geo import Circle
 from server.field.service import FieldReports
 from server.ingest import Accepted
 from server.org.model import Post, PostKind, Shift, Terminal, Unit, UnitLevel, Volunteer
 from server.org.store import OrgStore
+from server.store import SnapshotMeta
 from yijing.mqtt import NotConnected
 
 T0 = 1_763_900_000_000  # whole seconds: shifts start and end on them
@@ -157,12 +159,30 @@ class FakeHub:
 
 @dataclass
 class Frames:
-    """``Store.frames_received`` over a list of (device, seq, received_ms, payload)."""
+    """``Store.frames_received`` and ``snapshots_received`` over a list of (device, seq,
+    received_ms, payload)."""
 
     rows: list[tuple[str, int, int, bytes]] = field(default_factory=list)
 
     def frames_received(self, type_codes: Any, since_ms: int) -> list[tuple[str, int, int, bytes]]:
-        return [r for r in self.rows if r[2] >= since_ms]
+        return [
+            r
+            for r in self.rows
+            if r[2] >= since_ms and decode(r[3]).envelope.message.TYPE in type_codes
+        ]
+
+    def snapshots_received(self, trigger: str, since_ms: int) -> list[SnapshotMeta]:
+        found = []
+        for device, seq, received_ms, payload in self.rows:
+            m = decode(payload).envelope.message
+            if isinstance(m, Snapshot) and m.trigger.value == trigger and received_ms >= since_ms:
+                found.append(
+                    SnapshotMeta(
+                        device, seq, m.sha256.hex(), m.captured_ms, m.trigger.value, m.width,
+                        m.height, len(m.jpeg), received_ms, m.request_id, None, None,
+                    )
+                )
+        return found
 
 
 @dataclass

@@ -245,8 +245,9 @@ def test_replay_applies_what_was_missed_and_twice_changes_nothing(world: World) 
     world.frames.rows = _sealed(frames).rows
     sent_before = len(world.broker.sent)
     world.clock.advance(3600)
-    assert world.service.replay(NOW_MS) == 6
-    assert world.service.replay(NOW_MS) == 6
+    # Four frames (the position is not replayed) and one clue photo, from its metadata.
+    assert world.service.replay(NOW_MS) == 5
+    assert world.service.replay(NOW_MS) == 5
     [alert] = world.service.alerts()
     assert alert.count == 2  # seq 1 once, seq 2 once
     got = world.service.clue("t-2:c1")
@@ -254,7 +255,7 @@ def test_replay_applies_what_was_missed_and_twice_changes_nothing(world: World) 
     task = world.service.task(task_id)
     assert task is not None and task.acked == 1
     assert len(world.broker.sent) == sent_before  # replay sends nothing
-    assert world.service.replay(NOW_MS + 450) == 2  # from a time on
+    assert world.service.replay(NOW_MS + 450) == 1  # from a time on
 
 
 def test_replay_reads_the_real_frame_store(world: World, tmp_path: Path) -> None:
@@ -265,6 +266,7 @@ def test_replay_reads_the_real_frame_store(world: World, tmp_path: Path) -> None
         messages: list[tuple[Message, int]] = [
             (Event(EventKind.SOS, NOW_MS - 100), NOW_MS),
             (clue("t-4", "c9", 2, NOW_MS + 50).message, NOW_MS + 50),
+            (photo("t-4", "c9", 3, NOW_MS + 80).message, NOW_MS + 80),
         ]
         store.store_frames(
             [t.incoming(m, seq, received_ms=at) for seq, (m, at) in enumerate(messages, 1)]
@@ -280,10 +282,11 @@ def test_replay_reads_the_real_frame_store(world: World, tmp_path: Path) -> None
             clock=world.clock,
         )
         try:
-            assert service.replay(NOW_MS - 1) == 2
+            assert service.replay(NOW_MS - 1) == 3
             [alert] = service.alerts()
             assert alert.device_id == "t-4" and alert.name == "Chen Jie"
-            assert service.clue("t-4:c9") is not None
+            replayed = service.clue("t-4:c9")
+            assert replayed is not None and replayed.photo_sha256 is not None
             assert live.sos == {"t-4": NOW_MS}
         finally:
             service.close()

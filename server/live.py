@@ -168,7 +168,10 @@ class Hub:
     binds at start-up."""
 
     def __init__(
-        self, *, min_interval_s: float = UPDATE_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        min_interval_s: float = UPDATE_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not min_interval_s >= 0:
             raise ValueError(f"min_interval_s must be ≥ 0, not {min_interval_s}")

@@ -15,9 +15,11 @@
    measures now − fix.time_ms for every terminal doc in every update. References in the same
    run (before the server subscribes): the same load to a C subscriber (``mosquitto_sub -C``)
    and to a bare paho subscriber (rate and latency).
+3. The live feed alone, ``LiveState.apply`` → WebSocket client, fed by a thread in the server
+   process as ingest feeds it (``bench/live_feed_bench.py``).
 
 Run: ``.venv/bin/python bench/dispatch_bench.py`` (a few minutes; ``--rounds 50 --terminals
-2000 --rates 2000`` for a quick look).
+2000 --rates 2000`` for a quick look; ``--skip dispatch --skip e2e`` for part 3 alone).
 """
 
 from __future__ import annotations
@@ -519,9 +521,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200, help="dispatches timed")
     parser.add_argument("--agents", type=int, default=4, help="agents dispatched in turn")
     parser.add_argument("--terminals", type=int, default=10_000)
-    parser.add_argument("--rates", default="10000", help="offered fixes/s, comma-separated")
+    parser.add_argument("--rates", default="10000",
+                        help="offered fixes/s end to end (part 2), comma-separated")
+    parser.add_argument("--feed-rates", default="2000,5000,10000,20000",
+                        help="fixes/s applied to the live feed (part 3), comma-separated")
+    parser.add_argument("--watchers", type=int, default=1, help="WebSocket clients in part 3")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each rate")
-    parser.add_argument("--skip", choices=("dispatch", "feed"), help="run only the other part")
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=("dispatch", "e2e", "feed"), help="leave a part out (repeatable)")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
 
@@ -544,7 +551,7 @@ def main() -> None:
                                  capture_output=True, text=True).stdout.split("\n")[0]
         print(f"broker: {broker.kind} ({version.strip()})")
         try:
-            if args.skip != "dispatch":
+            if "dispatch" not in args.skip:
                 d = dispatch_run(tmp, broker, args.rounds, args.agents)
                 print(f"\n## 1. officer's request → terminal ({args.rounds} dispatches, "
                       f"{args.agents} agents in turn), ms")
@@ -560,8 +567,14 @@ def main() -> None:
                       f"{quantiles(d['handler'])} |")
                 print(f"| reference: broker one-way, paho → paho, 300 B QoS 1 | "
                       f"{quantiles(d['broker'])} |")
-            if args.skip != "feed":
+            if "e2e" not in args.skip:
                 feed(broker, tmp, args.terminals, rates, args.seconds, new_device)
+            if "feed" not in args.skip:
+                from live_feed_bench import live_feed
+
+                live_feed(broker, tmp, args.terminals,
+                          [int(r) for r in args.feed_rates.split(",")], args.seconds,
+                          args.watchers)
         finally:
             broker.stop()
 

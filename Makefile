@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/camera_bench.py
 	$(BIN)/python bench/slow_link_bench.py
 	$(BIN)/python bench/duty_bench.py
+	$(BIN)/python bench/live_bench.py
+	$(BIN)/python bench/dispatch_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

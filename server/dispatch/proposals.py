@@ -59,9 +59,10 @@ class HubView(Protocol):
     def publish_event(self, topic: str, data: dict[str, Any], unit_id: str | None) -> None: ...
 
 
-#: How many terminals one proposal lists at most (the live state's own cap is 50 by default;
-#: 5 minutes' walk in a dense district can hold more, and the officer wants them all).
-PROPOSAL_LIMIT = 200
+#: How many terminals one proposal lists at most: the nearest, across the circles. An officer
+#: sends a few; fifty keeps the query under a millisecond over 50,000 live terminals
+#: (docs/benchmarks.md), where listing 200 costs ~1.7 ms in copies of their state.
+PROPOSAL_LIMIT = 50
 
 
 def candidate_json(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,8 @@ from typing import Any
 import sqlite_utils
 
 from protocol import IncidentKind
-from yijing.sqlite import SchemaError, migrate, open_database, transaction
 
-from ..errors import StoreError
+from ..evidence_db import EvidenceDb
 from .model import Dispatch, DispatchState, Incident, Step
 
 
@@ -189,28 +187,9 @@ def _dispatch(row: Sequence[Any]) -> Dispatch:
     return Dispatch(**doc)
 
 
-class DispatchStore:
+class DispatchStore(EvidenceDb):
     def __init__(self, path: Path) -> None:
-        try:
-            # FULL: who was sent where, and when they said yes, is evidence; a few rows a
-            # minute, so the fsync per commit costs nothing.
-            self._conn = open_database(path, synchronous="FULL")
-            migrate(self._conn, MIGRATIONS)
-        except (sqlite3.Error, SchemaError) as exc:
-            raise StoreError(f"cannot open dispatch store {path}: {exc}") from exc
-        self._lock = threading.Lock()
-        self.path = path
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return list(self._conn.execute(sql, params).fetchall())
-            except sqlite3.Error as exc:
-                raise StoreError(f"dispatch store read failed: {exc}") from exc
+        super().__init__(path, MIGRATIONS, name="dispatch store")
 
     # --- the one write ------------------------------------------------------------------------
 
@@ -224,10 +203,10 @@ class DispatchStore:
         """New or changed records and their audit steps, in one transaction."""
         incidents, dispatches, steps = list(incidents), list(dispatches), list(steps)
         what = f"save {len(incidents)} incidents, {len(dispatches)} dispatches, {len(steps)} steps"
-        with self._lock, transaction(self._conn, StoreError, what):
-            self._conn.executemany(_SAVE_INCIDENT, [_row(i, _INCIDENT_COLUMNS) for i in incidents])
-            self._conn.executemany(_SAVE_DISPATCH, [_row(d, _DISPATCH_COLUMNS) for d in dispatches])
-            self._conn.executemany(_ADD_STEP, [_row(s, _STEP_COLUMNS) for s in steps])
+        with self._transaction(what) as conn:
+            conn.executemany(_SAVE_INCIDENT, [_row(i, _INCIDENT_COLUMNS) for i in incidents])
+            conn.executemany(_SAVE_DISPATCH, [_row(d, _DISPATCH_COLUMNS) for d in dispatches])
+            conn.executemany(_ADD_STEP, [_row(s, _STEP_COLUMNS) for s in steps])
 
     # --- reads --------------------------------------------------------------------------------
 

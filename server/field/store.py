@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,9 +24,8 @@ from typing import Any
 import sqlite_utils
 
 from protocol import IncidentKind
-from yijing.sqlite import SchemaError, migrate, open_database, transaction
 
-from ..errors import StoreError
+from ..evidence_db import EvidenceDb, among
 from .model import (
     Alert,
     AlertState,
@@ -180,13 +178,6 @@ _ALERT = (
 )
 
 
-def _in(column: str, values: Collection[str] | None) -> tuple[str, list[object]]:
-    """``column IN values`` through json_each (no limit on how many; None: any row)."""
-    if values is None:
-        return "1", []
-    return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(sorted(values))]
-
-
 def _target(row: Sequence[Any]) -> TaskTarget:
     device, unit, volunteer, name, sent, last, failed, acked = row
     return TaskTarget(device, unit, volunteer, name, sent, last, bool(failed), acked)
@@ -223,38 +214,20 @@ def _step_row(s: Step) -> tuple[object, ...]:
     return (s.at_ms, s.actor, s.subject.value, s.subject_id, s.device_id, s.step, s.detail)
 
 
-class FieldStore:
+class FieldStore(EvidenceDb):
     def __init__(self, path: Path) -> None:
-        try:
-            # FULL: an SOS and its acknowledgement are evidence; a few rows a minute.
-            self._conn = open_database(path, synchronous="FULL")
-            migrate(self._conn, MIGRATIONS)
-        except (sqlite3.Error, SchemaError) as exc:
-            raise StoreError(f"cannot open field-report store {path}: {exc}") from exc
-        self._lock = threading.Lock()
-        self.path = path
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        super().__init__(path, MIGRATIONS, name="field-report store")
 
     @contextmanager
     def _writing(self, what: str, steps: Iterable[Step]) -> Iterator[sqlite3.Connection]:
         """One transaction: the caller's change, then the audit rows of it."""
-        with self._lock, transaction(self._conn, StoreError, what):
-            yield self._conn
-            self._conn.executemany(
+        with self._transaction(what) as conn:
+            yield conn
+            conn.executemany(
                 "INSERT INTO steps(at_ms, actor, subject, subject_id, device_id, step, detail) "
                 "VALUES (?,?,?,?,?,?,?)",
                 [_step_row(s) for s in steps],
             )
-
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return list(self._conn.execute(sql, params).fetchall())
-            except sqlite3.Error as exc:
-                raise StoreError(f"field-report read failed: {exc}") from exc
 
     # --- tasks ------------------------------------------------------------------------------
 
@@ -330,7 +303,7 @@ class FieldStore:
 
     def tasks_by_id(self, task_ids: Sequence[str]) -> list[FieldTask]:
         """These tasks with their targets, in the order given (unknown ids left out)."""
-        where, params = _in("task_id", task_ids)
+        where, params = among("task_id", task_ids)
         heads = self._read(f"SELECT {_TASK} FROM tasks WHERE {where}", params)
         rows = self._read(
             f"SELECT task_id, {_TARGET} FROM task_targets WHERE {where} ORDER BY task_id, n",
@@ -347,7 +320,7 @@ class FieldStore:
     ) -> list[str]:
         """Tasks of ``units`` (None: any), newest first; ``expired`` True/False keeps only
         expired/active ones as of ``now_ms``."""
-        in_units, params = _in("unit_id", units)
+        in_units, params = among("unit_id", units)
         state = {None: "1", True: "expires_ms <= ?", False: "expires_ms > ?"}[expired]
         extra: list[object] = [] if expired is None else [now_ms]
         rows = self._read(
@@ -464,7 +437,7 @@ class FieldStore:
         self, *, units: Collection[str] | None, state: ClueState | None, limit: int
     ) -> list[ClueReport]:
         """Clues of ``units`` (None: any), newest first, of ``state`` (None: any)."""
-        in_units, params = _in("unit_id", units)
+        in_units, params = among("unit_id", units)
         where = "state = ?" if state is not None else "1"
         extra: list[object] = [state.value] if state is not None else []
         rows = self._read(
@@ -517,7 +490,7 @@ class FieldStore:
         self, *, units: Collection[str] | None, state: AlertState | None, limit: int
     ) -> list[Alert]:
         """Alerts of ``units`` (None: any), newest first, of ``state`` (None: any)."""
-        in_units, params = _in("unit_id", units)
+        in_units, params = among("unit_id", units)
         where = "state = ?" if state is not None else "1"
         extra: list[object] = [state.value] if state is not None else []
         rows = self._read(

@@ -11,19 +11,15 @@ behind a lock. sqlite3 errors become ``server.errors.StoreError`` here and nowhe
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from yijing.sqlite import SchemaError, migrate, open_database, transaction
-
-from ..errors import StoreError
+from ..evidence_db import EvidenceDb, among
 from .model import AnswerFix, SpotCheck, Target
 
 
@@ -114,41 +110,12 @@ def _window(column: str, since_ms: int | None, until_ms: int | None) -> tuple[st
     ]
 
 
-def _in(column: str, values: Collection[str] | None) -> tuple[str, list[object]]:
-    """``column IN values`` through json_each: no limit on how many (a district's subtree
-    can hold more units than SQLite allows parameters)."""
-    if values is None:
-        return "1", []
-    return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(sorted(values))]
-
-
-class SpotCheckStore:
+class SpotCheckStore(EvidenceDb):
     def __init__(self, path: Path) -> None:
-        try:
-            # FULL: a check is evidence of who was raised and who answered; the volume is
-            # a few rows a minute, so the fsync per commit costs nothing.
-            self._conn = open_database(path, synchronous="FULL")
-            migrate(self._conn, MIGRATIONS)
-        except (sqlite3.Error, SchemaError) as exc:
-            raise StoreError(f"cannot open spot-check store {path}: {exc}") from exc
-        self._lock = threading.Lock()
-        self.path = path
+        super().__init__(path, MIGRATIONS, name="spot-check store")
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self._lock, transaction(self._conn, StoreError, what):
-            yield self._conn
-
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return list(self._conn.execute(sql, params).fetchall())
-            except sqlite3.Error as exc:
-                raise StoreError(f"spot-check read failed: {exc}") from exc
+    def _writing(self, what: str) -> AbstractContextManager[sqlite3.Connection]:
+        return self._transaction(what)
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -231,7 +198,7 @@ class SpotCheckStore:
 
     def targets(self, rollcall_ids: Collection[str]) -> dict[str, Target]:
         """The targets with these roll call ids (unknown ids are left out)."""
-        where, params = _in("t.rollcall_id", rollcall_ids)
+        where, params = among("t.rollcall_id", rollcall_ids)
         rows = self._read(f"SELECT {_TARGET_COLUMNS} FROM targets t WHERE {where}", params)
         return {t.rollcall_id: t for t in map(_target, rows)}
 
@@ -241,9 +208,9 @@ class SpotCheckStore:
 
     def checks_by_id(self, check_ids: Sequence[str]) -> list[SpotCheck]:
         """These checks with their targets, in the order given (unknown ids left out)."""
-        where, params = _in("c.check_id", check_ids)
+        where, params = among("c.check_id", check_ids)
         heads = self._read(f"SELECT {_CHECK_COLUMNS} FROM checks c WHERE {where}", params)
-        where, params = _in("t.check_id", check_ids)
+        where, params = among("t.check_id", check_ids)
         rows = self._read(
             f"SELECT t.check_id, {_TARGET_COLUMNS} FROM targets t WHERE {where} "
             "ORDER BY t.check_id, t.n",
@@ -265,7 +232,7 @@ class SpotCheckStore:
     ) -> list[SpotCheck]:
         """Checks made for one of ``units`` (None: any) in ``[since_ms, until_ms)``, newest
         first, with their targets."""
-        in_units, p1 = _in("c.unit_id", units)
+        in_units, p1 = among("c.unit_id", units)
         window, p2 = _window("c.created_ms", since_ms, until_ms)
         # rowid (insertion order) breaks ties between checks made in the same millisecond.
         ids = self._read(
@@ -286,7 +253,7 @@ class SpotCheckStore:
         """Targets whose roll call went out in ``[since_ms, until_ms)``, of terminals of
         ``units`` (None: any) and of ``device_id`` (None: any), each with its check's
         deadline and want_snapshot, in sending order."""
-        in_units, p1 = _in("t.unit_id", units)
+        in_units, p1 = among("t.unit_id", units)
         window, p2 = _window("t.sent_ms", since_ms, until_ms)
         device = "t.device_id = ?" if device_id is not None else "1"
         p3: list[object] = [device_id] if device_id is not None else []

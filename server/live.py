@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import json
 import math
 import threading
 import time
@@ -89,10 +90,10 @@ class TerminalState:
         later = [t for t in times if t > now_ms]
         return min(later) if later else None
 
-    def to_json(self, now_ms: int | None = None) -> dict[str, Any]:
+    def to_json(self, now_ms: int | None = None) -> TerminalDoc:
         """The doc of the WebSocket and ``/api/v1/terminals``; status at ``now_ms`` (None:
         as last published)."""
-        doc: dict[str, Any] = {
+        doc = TerminalDoc({
             "device": self.device_id,
             "online": self.online,
             "last_seen_ms": self.last_seen_ms,
@@ -106,7 +107,7 @@ class TerminalState:
             "duty": None,
             "dispatch_id": self.dispatch_id,
             "sos_ms": self.sos_ms,
-        }
+        })
         if self.fix is not None:
             f = self.fix
             doc["fix"] = {
@@ -124,6 +125,21 @@ class TerminalState:
             shift_id, post_id, state = self.duty
             doc["duty"] = {"shift_id": shift_id, "post_id": post_id, "state": state}
         return doc
+
+
+class TerminalDoc(dict[str, Any]):
+    """A terminal's doc as published: read-only once handed to the hub (every watcher gets the
+    same object), so its JSON is encoded once however many officers watch — encoding each doc
+    per watcher was the feed's largest cost with several (docs/benchmarks.md)."""
+
+    __slots__ = ("_text",)
+
+    def text(self) -> str:
+        try:
+            return self._text
+        except AttributeError:
+            self._text: str = json.dumps(self)
+            return self._text
 
 
 @dataclass(frozen=True)
@@ -337,7 +353,7 @@ class LiveState:
     def _publish(self, states: Iterable[TerminalState], now_ms: int) -> list[dict[str, Any]]:
         """Every change of a terminal ends here (with the lock held): the cached doc is
         rebuilt, the status recorded for ``tick``, and the doc handed to the hub."""
-        docs = []
+        docs: list[dict[str, Any]] = []
         for state in states:
             doc = state.doc = state.to_json(now_ms)
             state.status = doc["status"]

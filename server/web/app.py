@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from ..ingest import IngestStats
-from ..live import Hub, LiveState
+from ..live import Hub, LiveState, TerminalDoc
 from ..snapshots import SnapshotFiles
 from ..store import Store
 from .access import (
@@ -226,6 +226,14 @@ async def stats(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _update_text(now_ms: int, docs: list[dict[str, Any]]) -> str:
+    """An ``update`` message, each terminal's JSON encoded once for all watchers."""
+    parts = [d.text() if isinstance(d, TerminalDoc) else json.dumps(d) for d in docs]
+    return (
+        f'{{"type": "update", "server_time_ms": {now_ms}, "terminals": [{", ".join(parts)}]}}'
+    )
+
+
 @routes.add("GET", "/api/v1/live", roles=WATCH)
 async def live_feed(request: web.Request) -> web.StreamResponse:
     units = await _live_units(request)
@@ -252,9 +260,7 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
                     for event in items:
                         await ws.send_json({"type": "event", "server_time_ms": now_ms, **event})
                 else:
-                    await ws.send_json(
-                        {"type": "update", "server_time_ms": now_ms, "terminals": items}
-                    )
+                    await ws.send_str(_update_text(now_ms, items))
                 news = tasks[1] = asyncio.ensure_future(watcher.next())
             if reader in done:
                 msg = reader.result()

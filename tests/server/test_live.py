@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -701,3 +702,20 @@ def test_publishing_after_the_loop_closed_does_not_raise() -> None:
     live = LiveState(hub)
     live.apply([accepted("a", 1, pos(T0))])  # on ingest's thread at shutdown: no exception
     hub.publish_event("alert", {}, None)
+
+
+def test_a_published_doc_is_encoded_once_for_every_watcher() -> None:
+    """Several officers watch the same terminals: each doc's JSON is made once, and the
+    update message built from it is the JSON a client expects."""
+    from server.live import TerminalDoc, TerminalState
+    from server.web.app import _update_text
+
+    doc = TerminalState("ft-0001").to_json(0)
+    assert isinstance(doc, TerminalDoc)
+    assert doc.text() is doc.text()
+    message = json.loads(_update_text(123, [doc, {"device": "plain"}]))
+    assert message == {
+        "type": "update",
+        "server_time_ms": 123,
+        "terminals": [dict(doc), {"device": "plain"}],
+    }

@@ -149,8 +149,12 @@ def officer_flow(
         f".dispatch[data-device='{DEVICE}'][data-state='delivered']", timeout=10_000
     )
     agent.submit(lambda: agent.answer_dispatch(ResponseStatus.ACCEPTED))
+    # 60 m away is within the on-scene allowance (50 m plus the fix's accuracy): the next fix
+    # may turn "accepted" into "on scene" before the page is looked at.
     page.wait_for_selector(
-        f".dispatch[data-device='{DEVICE}'][data-state='accepted']", timeout=10_000
+        f".dispatch[data-device='{DEVICE}'][data-state='accepted'], "
+        f".dispatch[data-device='{DEVICE}'][data-state='on_scene']",
+        timeout=10_000,
     )
     # Engaged on the live map too (the terminals tab is hidden behind the dispatch tab).
     page.wait_for_selector(
@@ -158,6 +162,13 @@ def officer_flow(
         state="attached",
         timeout=10_000,
     )
+    # The incident's audit trail, step by step, as the server recorded it.
+    page.click("#incident-audit summary")
+    page.wait_for_selector("#incident-audit li[data-step='accepted']", timeout=10_000)
+    steps = page.eval_on_selector_all(
+        "#incident-audit li", "items => items.map(li => li.dataset.step)"
+    )
+    assert steps[:2] == ["opened", "dispatched"] and "delivered" in steps, steps
     shot = tmp_path / "dispatch.png"
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 0

@@ -17,6 +17,7 @@
     checked: new Set(),     // device ids ticked in the proposals
     busy: false,
     error: null,
+    audit: null,            // {incident_id, open, steps|null}: the audit trail, read on demand
   };
 
   // Walking circles: radius = walk speed × minutes × 60 / detour (the server's own figures from
@@ -104,7 +105,7 @@
     };
     return guarded(async () => {
       const doc = await YJ.post("/api/v1/incidents", body);
-      incidents.upsert(doc);
+      upsertIncident(doc);
       ui.draft = null;
       selectIncident(doc.incident_id);
     });
@@ -152,14 +153,36 @@
   const cancelDispatch = (did) => guarded(() => YJ.post(`/api/v1/dispatches/${YJ.enc(did)}/cancel`, { reason: "officer" })
     .then((doc) => doc && doc.dispatch_id && upsertDispatch(doc)));
   const closeIncident = (id) => guarded(() => YJ.post(`/api/v1/incidents/${YJ.enc(id)}/close`, {})
-    .then((doc) => doc && doc.incident_id && incidents.upsert(doc)));
+    .then((doc) => doc && doc.incident_id && upsertIncident(doc)));
+
+  // How far a doc has got: its latest event time, then its state's rank (two steps in one
+  // millisecond). An answer to a request and a live event can cross (the terminal's
+  // "delivered" overtakes the POST's answer "sent"): the older never overwrites the newer.
+  // ``expires_ms`` is a deadline, not something that happened.
+  const RANK = { sent: 0, delivered: 1, accepted: 2, declined: 2, expired: 2, on_scene: 3, closed: 4, cancelled: 4, open: 0 };
+  function progress(doc) {
+    let ms = 0, rank = RANK[doc.state] || 0;
+    for (const [k, v] of Object.entries(doc)) if (k.endsWith("_ms") && k !== "expires_ms" && typeof v === "number") ms = Math.max(ms, v);
+    for (const d of doc.dispatches || []) {
+      const [dm, dr] = progress(d);
+      if (dm > ms) ms = dm;
+      rank += dr;
+    }
+    return [ms, rank];
+  }
+  const newer = (a, b) => { const [am, ar] = progress(a), [bm, br] = progress(b); return am > bm || (am === bm && ar >= br); };
+
+  function upsertIncident(doc) {
+    const old = incidents.items.get(String(doc.incident_id));
+    if (!old || newer(doc, old)) incidents.upsert(doc);
+  }
 
   function upsertDispatch(d) {
     const inc = incidents.items.get(String(d.incident_id));
     if (!inc) return;
     const list = inc.dispatches || (inc.dispatches = []);
     const i = list.findIndex((x) => x.dispatch_id === d.dispatch_id);
-    if (i >= 0) list[i] = d; else list.push(d);
+    if (i < 0) list.push(d); else if (newer(d, list[i])) list[i] = d;
   }
 
   // ---- rendering --------------------------------------------------------------------------
@@ -249,6 +272,37 @@
     return ul;
   }
 
+  // Every step of the incident, as the server audited it (GET /api/v1/incidents/{id} "steps");
+  // read when opened and again on each change while open.
+  function auditView(inc) {
+    const a = ui.audit && ui.audit.incident_id === inc.incident_id ? ui.audit : null;
+    const details = h("details", { class: "audit", id: "incident-audit", open: a && a.open ? "" : null },
+      h("summary", null, t("dp.audit")));
+    details.addEventListener("toggle", () => {
+      if (details.open && !(a && a.open)) loadAudit(inc.incident_id);
+      else if (!details.open && ui.audit) ui.audit.open = false;
+    });
+    if (a && a.open) {
+      if (!a.steps) details.append(h("p", { class: "muted" }, t("dp.auditLoading")));
+      else if (!a.steps.length) details.append(h("p", { class: "muted" }, t("dp.auditEmpty")));
+      else details.append(h("ol", { class: "audit-steps" }, a.steps.map((s) =>
+        h("li", { dataset: { step: s.step } },
+          h("span", { class: "muted when" }, YJ.clockTime(s.at_ms)),
+          h("span", null, t("st." + s.step)),
+          h("small", { class: "muted" }, [s.actor, s.detail].filter(Boolean).join(" · "))))));
+    }
+    return details;
+  }
+
+  async function loadAudit(id) {
+    ui.audit = { incident_id: id, open: true, steps: (ui.audit && ui.audit.incident_id === id) ? ui.audit.steps : null };
+    render();
+    try {
+      const doc = await YJ.get("/api/v1/incidents/" + encodeURIComponent(id));
+      if (ui.audit && ui.audit.incident_id === id) { ui.audit.steps = doc.steps || []; render(); }
+    } catch (err) { /* the next change tries again */ }
+  }
+
   function incidentView(inc) {
     return h("div", { class: "card incident", id: "incident-view", dataset: { incident: inc.incident_id, state: inc.state } },
       h("div", { class: "sub-head" },
@@ -261,6 +315,7 @@
       h("h4", null, t("dp.dispatches")),
       dispatchesView(inc),
       proposalsView(inc),
+      auditView(inc),
       YJ.canDispatch() && inc.state === "open"
         ? h("div", { class: "row-btns" }, h("button", { type: "button", class: "btn btn-danger", id: "incident-close",
           disabled: ui.busy, onclick: () => closeIncident(inc.incident_id) }, t("dp.close")))
@@ -316,7 +371,8 @@
   YJ.on("select", () => { if (ui.draft) render(); });
   YJ.on("pick:incident", selectIncident);
   YJ.on("event:incident", (doc) => {
-    incidents.upsert(doc);
+    upsertIncident(doc);
+    if (ui.audit && ui.audit.open && ui.audit.incident_id === doc.incident_id) loadAudit(doc.incident_id);
     if (doc.incident_id === ui.selected && doc.state === "open" && ui.proposals && !ui.busy) {
       // A dispatch ended or a terminal became engaged: the candidates changed with it.
       const before = JSON.stringify((doc.dispatches || []).map((d) => d.state));

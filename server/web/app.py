@@ -118,6 +118,21 @@ async def _live_units(request: web.Request) -> frozenset[str] | None:
     return None if units is None else frozenset(units)
 
 
+async def _sees_terminal(request: web.Request, device: str) -> bool:
+    """May the caller see this terminal? Its unit is the one the live map knows (from the
+    organisation); a terminal of no unit is seen by unscoped people only."""
+    units = await _live_units(request)
+    if units is None:
+        return True
+    doc = request.app[LIVE].get(device)
+    return doc is not None and doc.get("unit_id") in units
+
+
+def _no_terminal(device: str) -> web.StreamResponse:
+    # Out of scope answers as "not there", so ids from other stations do not leak.
+    return error(404, f"no terminal {device!r}")
+
+
 @routes.add("GET", "/api/v1/terminals", roles=WATCH)
 async def terminals(request: web.Request) -> web.StreamResponse:
     live: LiveState = request.app[LIVE]
@@ -131,6 +146,8 @@ async def terminals(request: web.Request) -> web.StreamResponse:
 async def track(request: web.Request) -> web.StreamResponse:
     store: Store = request.app[STORE]  # type: ignore[assignment]
     device = request.match_info["device"]
+    if not await _sees_terminal(request, device):
+        return _no_terminal(device)
     since = _int_param(request, "since_ms", 0, 2**62, None)
     until = _int_param(request, "until_ms", 0, 2**62, None)
     limit = _int_param(request, "limit", 1, 100_000, 10_000)
@@ -161,6 +178,8 @@ async def track(request: web.Request) -> web.StreamResponse:
 async def terminal_snapshots(request: web.Request) -> web.StreamResponse:
     store: Store = request.app[STORE]  # type: ignore[assignment]
     device = request.match_info["device"]
+    if not await _sees_terminal(request, device):
+        return _no_terminal(device)
     since = _int_param(request, "since_ms", 0, 2**62, None)
     limit = _int_param(request, "limit", 1, 1000, 50)
     assert limit is not None
@@ -198,6 +217,11 @@ async def snapshot_file(request: web.Request) -> web.StreamResponse:
     path = files.path(sha)
     if not path.is_file():
         return error(404, f"no snapshot {sha}")
+    if await _live_units(request) is not None:
+        store: Store = request.app[STORE]  # type: ignore[assignment]
+        meta = await asyncio.to_thread(store.snapshot, sha)
+        if meta is None or not await _sees_terminal(request, meta.device_id):
+            return error(404, f"no snapshot {sha}")
     # Content-addressed: the bytes behind a name never change, so browsers may keep them.
     return web.FileResponse(
         path,
@@ -208,9 +232,16 @@ async def snapshot_file(request: web.Request) -> web.StreamResponse:
 @routes.add("GET", "/api/v1/stats", roles=WATCH)
 async def stats(request: web.Request) -> web.StreamResponse:
     s: IngestStats = request.app[STATS]  # type: ignore[assignment]
+    # Copies first (ingest's thread adds to them), then per-terminal figures only for the
+    # terminals the caller may see; the totals are the server's.
+    counted, future = dict(s.rejected), dict(s.future_fixes)
+    seen: dict[str, bool] = {}
+    for device in {d for d, _ in counted} | set(future):
+        seen[device] = await _sees_terminal(request, device)
     rejected: dict[str, dict[str, int]] = {}
-    for (device, reason), n in s.rejected.items():
-        rejected.setdefault(device, {})[reason] = n
+    for (device, reason), n in counted.items():
+        if seen[device]:
+            rejected.setdefault(device, {})[reason] = n
     return web.json_response(
         {
             "received": s.received,
@@ -220,7 +251,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
             "acks_sent": s.acks_sent,
             "batches": s.batches,
             "rejected": rejected,
-            "future_fixes": dict(s.future_fixes),
+            "future_fixes": {d: n for d, n in future.items() if seen[d]},
             "watchers": request.app[HUB].watchers,
         }
     )

@@ -25,6 +25,7 @@ from provisioning.identity import raw_public
 from yijing.broker import LocalBroker, start_local_broker
 from yijing.mqtt import MqttLink, NotConnected
 
+from .audit import AuditLog
 from .dispatch.model import DispatchConfig
 from .dispatch.service import Dispatcher
 from .duty.service import DutyService
@@ -51,7 +52,7 @@ from .web import (
 from .web.access import TokenAuthenticator
 from .web.app import make_app
 from .web.config_routes import SiteConfig
-from .web.keys import DISPATCH, DUTY, FIELD, ORG, REPORTS, SITE, SPOTCHECKS
+from .web.keys import AUDIT, DISPATCH, DUTY, FIELD, ORG, REPORTS, SITE, SPOTCHECKS
 
 log = logging.getLogger("yijing.server")
 
@@ -175,6 +176,8 @@ class Server:
         self.field.replay(since_ms)
         self.field.start()
         self.auth, self.first_admin_token = TokenAuthenticator.load_or_create(data / "tokens.json")
+        #: Who looked at which terminal, dispatched, checked, exported (``yijing audit``).
+        self.audit = AuditLog(data / "audit.db")
         self.broker: LocalBroker | None = None
         self.broker_address = (
             parse_broker_url(config.broker_url) if config.broker_url is not None else None
@@ -316,6 +319,7 @@ class Server:
                 DISPATCH: self.dispatcher,
                 FIELD: self.field,
                 SITE: self.config.site,
+                AUDIT: self.audit,
             },
         )
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -408,6 +412,7 @@ class Server:
         self.spotchecks.close()  # after ingest: no answer arrives on a closed store
         self.dispatcher.close()
         self.field.close()
+        self.audit.close()
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
         self.store.close()

@@ -290,9 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--data", type=Path, default=Path("var/server"), help="the server's data folder")
     t.set_defaults(func=cmd_provision_token)
+    from .audit_cli import add_parser as add_audit_parser
     from .report_cli import add_parser as add_report_parser
 
     add_report_parser(sub)
+    add_audit_parser(sub)
     return parser
 
 

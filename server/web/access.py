@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 
 
 class Role(enum.StrEnum):
@@ -45,6 +45,7 @@ WATCH = frozenset({Role.OFFICER, Role.INSPECTOR, Role.ADMIN})
 ADMIN_ONLY = frozenset({Role.ADMIN})
 
 _ROLES_ATTR = "__yijing_roles__"
+_AUDIT_ATTR = "__yijing_audit__"
 COOKIE = "yj_token"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,10 +75,15 @@ class Routes:
         self.table = web.RouteTableDef()
 
     def add(
-        self, method: str, path: str, *, roles: frozenset[Role]
+        self, method: str, path: str, *, roles: frozenset[Role], audit: str | None = None
     ) -> Callable[[Handler], Handler]:
+        """``audit``: the action written to the audit trail (``server.audit``) each time the
+        route is used — people's looks at a terminal, dispatches, checks, exports, changes."""
+
         def register(handler: Handler) -> Handler:
             setattr(handler, _ROLES_ATTR, roles)
+            if audit is not None:
+                setattr(handler, _AUDIT_ATTR, audit)
             self.table.route(method, path)(handler)
             return handler
 
@@ -86,6 +92,10 @@ class Routes:
 
 def roles_of(handler: object) -> frozenset[Role] | None:
     return getattr(handler, _ROLES_ATTR, None)
+
+
+def audit_of(handler: object) -> str | None:
+    return getattr(handler, _AUDIT_ATTR, None)
 
 
 def check_declared(app: web.Application) -> None:
@@ -165,7 +175,14 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
-def access_middleware(auth: Authenticator) -> Any:
+Recorder = Callable[[web.Request, Principal, str], Awaitable[None]]
+
+
+def access_middleware(auth: Authenticator, record: Recorder | None = None) -> Any:
+    """Who is asking, and may they; then, for an audited route, ``record`` (the audit trail)
+    before the request runs — a failure to record refuses the request (503) rather than let
+    an unrecorded look through."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         route_handler = request.match_info.route.handler
@@ -184,6 +201,12 @@ def access_middleware(auth: Authenticator) -> Any:
         if principal.role not in roles:
             allowed = ", ".join(sorted(r.value for r in roles))
             return error(403, f"role {principal.role.value} may not do this (needs: {allowed})")
+        action = audit_of(route_handler)
+        if action is not None and record is not None:
+            try:
+                await record(request, principal, action)
+            except StoreError as exc:
+                return error(503, f"audit trail unavailable, so not allowed: {exc}")
         return await handler(request)
 
     return middleware

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ..audit import AuditLog
 from ..ingest import IngestStats
 from ..live import Hub, LiveState, TerminalDoc
 from ..snapshots import SnapshotFiles
@@ -21,13 +22,14 @@ from .access import (
     PUBLIC,
     WATCH,
     Authenticator,
+    Principal,
     Routes,
     TokenAuthenticator,
     access_middleware,
     check_declared,
     error,
 )
-from .keys import AUTH, CLOCK, FILES, HUB, LIVE, ORG, STATS, STORE
+from .keys import AUDIT, AUTH, CLOCK, FILES, HUB, LIVE, ORG, STATS, STORE
 from .scope import visible_units
 
 STATIC = Path(__file__).parent / "static"
@@ -142,7 +144,7 @@ async def terminals(request: web.Request) -> web.StreamResponse:
     return web.json_response({"server_time_ms": _now_ms(request), "terminals": docs})
 
 
-@routes.add("GET", "/api/v1/terminals/{device}/track", roles=WATCH)
+@routes.add("GET", "/api/v1/terminals/{device}/track", roles=WATCH, audit="view_track")
 async def track(request: web.Request) -> web.StreamResponse:
     store: Store = request.app[STORE]  # type: ignore[assignment]
     device = request.match_info["device"]
@@ -174,7 +176,7 @@ async def track(request: web.Request) -> web.StreamResponse:
     )
 
 
-@routes.add("GET", "/api/v1/terminals/{device}/snapshots", roles=WATCH)
+@routes.add("GET", "/api/v1/terminals/{device}/snapshots", roles=WATCH, audit="list_snapshots")
 async def terminal_snapshots(request: web.Request) -> web.StreamResponse:
     store: Store = request.app[STORE]  # type: ignore[assignment]
     device = request.match_info["device"]
@@ -207,7 +209,7 @@ async def terminal_snapshots(request: web.Request) -> web.StreamResponse:
     )
 
 
-@routes.add("GET", "/api/v1/snapshots/{name}", roles=WATCH)
+@routes.add("GET", "/api/v1/snapshots/{name}", roles=WATCH, audit="view_snapshot")
 async def snapshot_file(request: web.Request) -> web.StreamResponse:
     files = request.app[FILES]
     name = request.match_info["name"]
@@ -265,7 +267,7 @@ def _update_text(now_ms: int, docs: list[dict[str, Any]]) -> str:
     )
 
 
-@routes.add("GET", "/api/v1/live", roles=WATCH)
+@routes.add("GET", "/api/v1/live", roles=WATCH, audit="watch_live")
 async def live_feed(request: web.Request) -> web.StreamResponse:
     units = await _live_units(request)
     ws = web.WebSocketResponse(heartbeat=30)
@@ -313,6 +315,22 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def _record(request: web.Request, principal: Principal, action: str) -> None:
+    """One audit-trail entry (``server.audit``) for an audited route, if the app has a trail."""
+    trail = request.app.get(AUDIT)
+    if not isinstance(trail, AuditLog):
+        return
+    subject = ",".join(f"{k}={v}" for k, v in sorted(request.match_info.items()))
+    await asyncio.to_thread(
+        trail.append,
+        at_ms=_now_ms(request),
+        actor=f"{principal.role.value}:{principal.name}",
+        action=action,
+        subject=subject,
+        detail=f"{request.method} {request.path_qs}"[:500],
+    )
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """aiohttp's own 404/405 as JSON with a sentence, so API clients see what was wrong."""
@@ -339,7 +357,7 @@ def make_app(
 ) -> web.Application:
     """The web app; ``extra_routes`` are the route tables of the ``*_routes`` modules, and
     ``services`` the objects their handlers find under the keys of ``server.web.keys``."""
-    app = web.Application(middlewares=[json_errors, access_middleware(auth)])
+    app = web.Application(middlewares=[json_errors, access_middleware(auth, _record)])
     for key, service in (services or {}).items():
         app[key] = service
     app[STORE] = store

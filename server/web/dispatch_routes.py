@@ -84,7 +84,7 @@ async def _visible_incident(request: web.Request, incident_id: str) -> dict[str,
 _CREATE = frozenset({"kind", "priority", "lat", "lon", "note", "unit_id", "auto_escalate"})
 
 
-@routes.add("POST", "/api/v1/incidents", roles=DISPATCHERS)
+@routes.add("POST", "/api/v1/incidents", roles=DISPATCHERS, audit="open_incident")
 @_refusals
 async def create_incident(request: web.Request) -> web.StreamResponse:
     body = await json_object(request, limit=BODY_LIMIT, allowed=_CREATE)
@@ -138,7 +138,9 @@ async def proposals(request: web.Request) -> web.StreamResponse:
     return web.json_response(await _call(_service(request).propose, incident_id, units))
 
 
-@routes.add("POST", "/api/v1/incidents/{incident_id}/dispatches", roles=DISPATCHERS)
+@routes.add(
+    "POST", "/api/v1/incidents/{incident_id}/dispatches", roles=DISPATCHERS, audit="dispatch"
+)
 @_refusals
 async def dispatch(request: web.Request) -> web.StreamResponse:
     body = await json_object(request, limit=BODY_LIMIT, allowed=frozenset({"device_ids", "ttl_s"}))
@@ -162,7 +164,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return web.json_response({"dispatches": docs}, status=201)
 
 
-@routes.add("POST", "/api/v1/dispatches/{dispatch_id}/cancel", roles=DISPATCHERS)
+@routes.add(
+    "POST", "/api/v1/dispatches/{dispatch_id}/cancel", roles=DISPATCHERS, audit="cancel_dispatch"
+)
 @_refusals
 async def cancel(request: web.Request) -> web.StreamResponse:
     body = await json_object(request, limit=BODY_LIMIT, allowed=frozenset({"reason"}))
@@ -178,7 +182,9 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     return web.json_response(doc)
 
 
-@routes.add("POST", "/api/v1/incidents/{incident_id}/close", roles=DISPATCHERS)
+@routes.add(
+    "POST", "/api/v1/incidents/{incident_id}/close", roles=DISPATCHERS, audit="close_incident"
+)
 @_refusals
 async def close(request: web.Request) -> web.StreamResponse:
     body = await json_object(request, limit=BODY_LIMIT, allowed=frozenset({"note"}))

@@ -106,7 +106,7 @@ _refusals = refusals(
 # --- tasks ---------------------------------------------------------------------------------
 
 
-@routes.add("POST", "/api/v1/tasks", roles=DISPATCHERS)
+@routes.add("POST", "/api/v1/tasks", roles=DISPATCHERS, audit="publish_task")
 @_refusals
 async def publish_task(request: web.Request) -> web.StreamResponse:
     principal = principal_of(request)
@@ -185,7 +185,7 @@ async def get_clue(request: web.Request) -> web.StreamResponse:
     return web.json_response({**clue.to_json(), "steps": [s.to_json() for s in steps]})
 
 
-@routes.add("POST", "/api/v1/clues/{clue_id}/handle", roles=DISPATCHERS)
+@routes.add("POST", "/api/v1/clues/{clue_id}/handle", roles=DISPATCHERS, audit="handle_clue")
 @_refusals
 async def handle_clue(request: web.Request) -> web.StreamResponse:
     key = request.match_info["clue_id"]
@@ -235,7 +235,7 @@ async def get_alert(request: web.Request) -> web.StreamResponse:
     return web.json_response({**doc, "steps": [s.to_json() for s in steps]})
 
 
-@routes.add("POST", "/api/v1/alerts/{alert_id}/ack", roles=DISPATCHERS)
+@routes.add("POST", "/api/v1/alerts/{alert_id}/ack", roles=DISPATCHERS, audit="ack_alert")
 @_refusals
 async def ack_alert(request: web.Request) -> web.StreamResponse:
     alert_id = request.match_info["alert_id"]

@@ -25,3 +25,4 @@ REPORTS = web.AppKey("reports", object)  # server.reports.service.Reports
 DISPATCH = web.AppKey("dispatch", object)  # server.dispatch.service.Dispatcher
 FIELD = web.AppKey("field", object)  # server.field.service.FieldReports
 SITE = web.AppKey("site", object)  # server.web.config_routes.SiteConfig
+AUDIT = web.AppKey("audit", object)  # server.audit.AuditLog

@@ -130,7 +130,7 @@ def _register(kind: Kind) -> None:
         record = await _visible_record(request, kind, request.match_info["id"])
         return web.json_response(to_json(record))
 
-    @routes.add("PUT", path + "/{id}", roles=ADMIN_ONLY)
+    @routes.add("PUT", path + "/{id}", roles=ADMIN_ONLY, audit=f"put_{kind}")
     async def put_record(request: web.Request) -> web.StreamResponse:
         record_id = request.match_info["id"]
         doc = await _json_body(request)
@@ -151,7 +151,7 @@ def _register(kind: Kind) -> None:
         created = await _run(store.put, record, at_ms=_now_ms(request))
         return web.json_response(to_json(record), status=201 if created else 200)
 
-    @routes.add("DELETE", path + "/{id}", roles=ADMIN_ONLY)
+    @routes.add("DELETE", path + "/{id}", roles=ADMIN_ONLY, audit=f"delete_{kind}")
     async def delete_record(request: web.Request) -> web.StreamResponse:
         record_id = request.match_info["id"]
         record = await _visible_record(request, kind, record_id)
@@ -216,7 +216,7 @@ def _day(doc: dict[str, Any], name: str) -> date:
         _fail(web.HTTPBadRequest, f"{name}: {raw!r} is not a date (YYYY-MM-DD)")
 
 
-@routes.add("POST", f"{PREFIX}/rosters/{{id}}/generate", roles=ADMIN_ONLY)
+@routes.add("POST", f"{PREFIX}/rosters/{{id}}/generate", roles=ADMIN_ONLY, audit="generate_shifts")
 async def generate(request: web.Request) -> web.StreamResponse:
     """Body ``{"from": "2026-03-02", "to": "2026-03-31"}`` (both days included, at most
     ``MAX_GENERATE_DAYS``): make the roster's shifts; those already made are skipped."""
@@ -263,7 +263,7 @@ def _too_large(message: str, limit: int) -> NoReturn:
     )
 
 
-@routes.add("POST", f"{PREFIX}/import/{{kind}}", roles=ADMIN_ONLY)
+@routes.add("POST", f"{PREFIX}/import/{{kind}}", roles=ADMIN_ONLY, audit="import")
 async def import_file(request: web.Request) -> web.StreamResponse:
     """The body is the file: ``text/csv`` for any kind in ``imports.COLUMNS``, or
     ``application/geo+json`` (or ``application/json``) for posts. UTF-8 unless the

@@ -180,7 +180,7 @@ def _attachment(report: UnitReport, what: str) -> str:
     return f'attachment; filename="report-{report.unit.unit_id}-{days}-{what}"'
 
 
-@routes.add("GET", "/api/v1/reports/units/{unit}/units.csv", roles=REPORTERS)
+@routes.add("GET", "/api/v1/reports/units/{unit}/units.csv", roles=REPORTERS, audit="export_csv")
 async def units_csv(request: web.Request) -> web.StreamResponse:
     report = await _unit_report(request)
     body = csv_export.units_csv(report.totals, report.children)
@@ -192,7 +192,9 @@ async def units_csv(request: web.Request) -> web.StreamResponse:
     )
 
 
-@routes.add("GET", "/api/v1/reports/units/{unit}/volunteers.csv", roles=REPORTERS)
+@routes.add(
+    "GET", "/api/v1/reports/units/{unit}/volunteers.csv", roles=REPORTERS, audit="export_csv"
+)
 async def volunteers_csv(request: web.Request) -> web.StreamResponse:
     report = await _unit_report(request)
     body = csv_export.volunteers_csv(report.volunteers)
@@ -204,7 +206,9 @@ async def volunteers_csv(request: web.Request) -> web.StreamResponse:
     )
 
 
-@routes.add("GET", "/api/v1/reports/units/{unit}/chart.{fmt:svg|png}", roles=REPORTERS)
+@routes.add(
+    "GET", "/api/v1/reports/units/{unit}/chart.{fmt:svg|png}", roles=REPORTERS, audit="export_chart"
+)
 async def unit_chart(request: web.Request) -> web.StreamResponse:
     fmt = request.match_info["fmt"]
     lang = _lang(request)
@@ -281,7 +285,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return doc
 
 
-@routes.add("POST", "/api/v1/reports/jobs", roles=REPORTERS)
+@routes.add("POST", "/api/v1/reports/jobs", roles=REPORTERS, audit="run_report")
 async def start_job(request: web.Request) -> web.StreamResponse:
     doc = await _body(request)
     unit_id = doc.get("unit")

@@ -146,7 +146,7 @@ _refusals = refusals([(BadRequest, 400)], store="spot-check store")
 # --- handlers ------------------------------------------------------------------------------
 
 
-@routes.add("POST", "/api/v1/spotchecks", roles=CHECKERS)
+@routes.add("POST", "/api/v1/spotchecks", roles=CHECKERS, audit="spot_check")
 @_refusals
 async def create_check(request: web.Request) -> web.StreamResponse:
     principal = principal_of(request)

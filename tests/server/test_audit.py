@@ -4,6 +4,7 @@ checked by ``yijing audit verify``, which names the first entry anyone edited.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import sqlite3
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from protocol import Position
 from server.audit import GENESIS, AuditLog, Entry, entry_hash
 from server.errors import StoreError
 from server.sqlite_store import SqliteStore
@@ -20,7 +22,7 @@ from server.web.access import Principal, Role
 from server.web.keys import AUDIT
 from yijing.cli import main
 
-from .support import api_app
+from .support import Terminal, api_app, device_key, device_record, fix
 
 T0 = 1_763_900_000_000
 
@@ -165,3 +167,84 @@ def test_yijing_audit_verify_and_list(tmp_path: Path, capsys: pytest.CaptureFixt
     tamper(tmp_path / "audit.db", "UPDATE entries SET subject='device=t-9' WHERE seq=2")
     assert main(["audit", "verify", "--data", str(tmp_path)]) == 1
     assert "BROKEN at entry 2" in capsys.readouterr().err
+
+
+# --- yijing audit prove ------------------------------------------------------------------------
+
+
+def _stored(tmp_path: Path, *, checkpoint: bool) -> tuple[list[bytes], int]:
+    """Four fixes of one terminal in a store, and (if asked) the checkpoint it signed."""
+    store = SqliteStore(tmp_path / "yijing.db")
+    t = Terminal("ft-0042")
+    store.add_device(device_record(t.identity), device_key(t.identity))
+    frames = [t.incoming(Position(fix=fix(T0 + k * 1000)), k) for k in range(1, 5)]
+    incoming = list(frames)
+    if checkpoint:
+        ckpt = t.endpoint.checkpoint(first_seq=1, digests=b"".join(f.digest for f in frames))
+        incoming.append(dataclasses.replace(t.incoming(ckpt, 5), checkpoint_range=(1, 4)))
+    store.store_frames(incoming)
+    store.close()
+    return [f.payload for f in frames], T0 + 3000
+
+
+def test_prove_shows_the_terminal_signed_evidence_for_a_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payloads, at = _stored(tmp_path, checkpoint=True)
+    args = ["audit", "prove", "--data", str(tmp_path), "--device", "ft-0042"]
+    assert main([*args, "--at", str(at), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["seq"] == 3 and doc["verdict"] == "proven" and doc["message"] == "Position"
+    assert bytes.fromhex(doc["frame"]) == payloads[2]
+    assert doc["checkpoint_range"] == [1, 4]
+    # What a third party does with the printed bytes alone: the signature holds over the
+    # checkpoint, and the frame's digest is listed in it.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from protocol import decode
+    from protocol.auth import prove
+
+    checkpoint = decode(bytes.fromhex(doc["checkpoint_frame"])).envelope.message
+    frame_bytes = bytes.fromhex(doc["frame"])
+    key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(doc["public_key"]))
+    assert prove(frame_bytes, decode(frame_bytes), checkpoint, key).seq == 3  # type: ignore[arg-type]
+    assert main([*args, "--seq", "1"]) == 0
+    assert "PROVEN: ft-0042 #1" in capsys.readouterr().out
+
+
+def test_prove_says_what_is_missing_or_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stored(tmp_path, checkpoint=False)
+    args = ["audit", "prove", "--data", str(tmp_path), "--device", "ft-0042"]
+    assert main([*args, "--seq", "2"]) == 1
+    assert "no checkpoint covers ft-0042 #2 yet" in capsys.readouterr().err
+    assert main([*args, "--at", "5"]) == 1
+    assert "no stored fix" in capsys.readouterr().err
+    assert main([*args, "--seq", "99"]) == 1
+    assert "no stored frame" in capsys.readouterr().err
+
+
+def test_prove_refuses_a_frame_altered_after_it_was_signed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payloads, _ = _stored(tmp_path, checkpoint=True)
+    args = ["audit", "prove", "--data", str(tmp_path), "--device", "ft-0042", "--seq", "2"]
+    # Someone with the database swaps frame 2 for frame 3's bytes (a fix moved in time) ...
+    conn = sqlite3.connect(tmp_path / "yijing.db")
+    conn.execute("UPDATE frames SET payload=? WHERE device_id='ft-0042' AND seq=2", (payloads[2],))
+    conn.commit()
+    assert main(args) == 1
+    assert "stored as ft-0042 #2 says it is ft-0042 #3" in capsys.readouterr().err
+    # ... or changes the bytes of the fix itself (its MAC is the server's to recompute, the
+    # checkpoint's signature is not).
+    forged = bytearray(payloads[1])
+    forged[-20] ^= 0x01
+    conn.execute(
+        "UPDATE frames SET payload=? WHERE device_id='ft-0042' AND seq=2", (bytes(forged),)
+    )
+    conn.commit()
+    conn.close()
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "NOT PROVEN" in err and "differs from what the terminal signed" in err, err

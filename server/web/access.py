@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ..errors import ConfigError, StoreError
+from .throttle import SignInThrottle
 
 
 class Role(enum.StrEnum):
@@ -175,6 +176,16 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
+def too_many(wait_s: float) -> web.Response:
+    seconds = max(1, int(wait_s + 0.999))
+    response = error(429, f"too many failed sign-ins from here; try again in {seconds} s")
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+#: The app's sign-in throttle (``server.web.throttle.SignInThrottle``), if it has one.
+THROTTLE: web.AppKey[object] = web.AppKey("throttle", object)
+
 Recorder = Callable[[web.Request, Principal, str], Awaitable[None]]
 
 
@@ -192,7 +203,18 @@ def access_middleware(auth: Authenticator, record: Recorder | None = None) -> An
             if request.match_info.http_exception is not None:
                 raise request.match_info.http_exception
             return error(500, "route declares no roles")  # check_declared makes this unreachable
+        # Guessing credentials is slowed per address (``throttle``); a request that presents
+        # none is not a guess.
+        throttle = request.app.get(THROTTLE)
+        presented = "Authorization" in request.headers or COOKIE in request.cookies
+        address = request.remote or "?"
+        if presented and isinstance(throttle, SignInThrottle):
+            wait = throttle.retry_after(address)
+            if wait is not None:
+                return too_many(wait)
         principal = auth.authenticate(request)
+        if presented and principal is None and isinstance(throttle, SignInThrottle):
+            throttle.failed(address)
         request[PRINCIPAL] = principal
         if roles is PUBLIC or not roles:
             return await handler(request)

@@ -20,6 +20,7 @@ from .access import (
     COOKIE,
     PRINCIPAL,
     PUBLIC,
+    THROTTLE,
     WATCH,
     Authenticator,
     Principal,
@@ -28,9 +29,11 @@ from .access import (
     access_middleware,
     check_declared,
     error,
+    too_many,
 )
 from .keys import AUDIT, AUTH, CLOCK, FILES, HUB, LIVE, ORG, STATS, STORE
 from .scope import visible_units
+from .throttle import SignInThrottle
 
 STATIC = Path(__file__).parent / "static"
 
@@ -84,7 +87,15 @@ async def static(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token", "")
     auth: TokenAuthenticator = request.app[AUTH]  # type: ignore[assignment]
+    throttle = request.app.get(THROTTLE)
+    address = request.remote or "?"
+    if token and isinstance(throttle, SignInThrottle):
+        wait = throttle.retry_after(address)
+        if wait is not None:
+            return too_many(wait)
     if not token or auth.check(token) is None:
+        if token and isinstance(throttle, SignInThrottle):
+            throttle.failed(address)
         return error(401, "unknown or missing token")
     # ?next= sends an inspector to /static/reports.html; only a path on this server, never
     # another site ("//host", "/\\host").
@@ -367,6 +378,7 @@ def make_app(
     app[STATS] = stats
     app[CLOCK] = clock
     app[FILES] = snapshot_files
+    app.setdefault(THROTTLE, SignInThrottle())  # a service may bring its own (tests: a clock)
     app.add_routes(routes.table)
     for extra in extra_routes:
         app.add_routes(extra.table)

@@ -7,7 +7,6 @@ clears it."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 import urllib.request
@@ -29,8 +28,6 @@ from yijing.broker import LocalBroker
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 LAT, LON = 22.5431, 114.0579
 DEVICE = "ft-0001"
 FAST = ReportingPolicy(interval_moving_s=1, interval_still_s=1, heartbeat_s=2, min_distance_m=0)
@@ -66,16 +63,6 @@ def volunteer(tmp_path: Path, broker: LocalBroker, server_factory: Any) -> Itera
         agent.stop()
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is required (apt-get install chromium; .ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def click_map_at(page: Any, lat: float, lon: float) -> None:

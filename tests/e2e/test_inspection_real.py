@@ -4,7 +4,6 @@ Chromium, drills down, and spot-checks a terminal that answers through the broke
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -25,7 +24,6 @@ from yijing.demo_org import seed_org
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TERMINALS = 4
 
 
@@ -55,63 +53,54 @@ def fleet(tmp_path: Path, broker: LocalBroker, server_factory: Any) -> Iterator[
 
 
 def test_inspector_reports_and_spot_checks_on_the_real_server(
-    tmp_path: Path, fleet: Any
+    tmp_path: Path, fleet: Any, browser: Any
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is required (apt-get install chromium; .ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
     server = fleet
     token = "inspector-of-futian"
     server.auth.add(token, Principal("督导 王", Role.INSPECTOR, scope="futian"))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(
-                viewport={"width": 1360, "height": 900},
-                locale="zh-CN",
-                timezone_id="Asia/Shanghai",  # a station's browser; reports' days are local
-            )
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"{server.url}/login?token={token}&next=/static/reports.html")
-            assert page.url.endswith("/static/reports.html")
-            # The scope is Futian: the city above it is not offered.
-            page.wait_for_selector("#unit-tree button[data-unit='futian']")
-            assert page.locator("#unit-tree button[data-unit='shenzhen']").count() == 0
-            page.click("#unit-tree button[data-unit='futian']")
-            # The day the shifts started on, in the reports' time zone (near midnight it is not
-            # the machine's "today").
-            start_ms = min(s.start_ms for s in server.org.shifts())
-            day = datetime.fromtimestamp(start_ms / 1000, ZoneInfo("Asia/Shanghai")).date()
-            page.fill("#from", day.isoformat())
-            page.fill("#to", day.isoformat())
-            page.click("#run")
-            page.wait_for_selector("#report-body:not([hidden])", timeout=30_000)
-            assert page.locator("#children tbody tr[data-unit]").count() == 2  # two stations
-            on_duty = page.locator("[data-fig='onDuty'] .fig-value").inner_text()
-            assert on_duty.endswith("%") and on_duty != "0.0%", on_duty
-            page.wait_for_function("document.querySelector('#chart').naturalWidth > 0")
-            # Drill down into a station.
-            page.click("#children tr[data-unit='futian-hqb'] td:nth-child(4)")
-            page.wait_for_function(
-                "document.querySelector('#report-h').textContent.includes('华强北')",
-                timeout=30_000,
-            )
-            # A spot check of one named terminal: it answers through the broker.
-            page.check("input[name='mode'][value='devices']")
-            page.fill("#sc-devices", "ft-0001")
-            page.fill("#sc-deadline", "60")
-            page.click("#sc-start")
-            page.wait_for_selector(
-                "#sc-targets tr[data-device='ft-0001'] .result[data-result='answered']",
-                timeout=30_000,
-            )
-            page.screenshot(path=str(tmp_path / "inspection.png"), full_page=True)
-            assert not errors, errors
-        finally:
-            browser.close()
+    page = browser.new_page(
+        viewport={"width": 1360, "height": 900},
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",  # a station's browser; reports' days are local
+    )
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{server.url}/login?token={token}&next=/static/reports.html")
+    assert page.url.endswith("/static/reports.html")
+    # The scope is Futian: the city above it is not offered.
+    page.wait_for_selector("#unit-tree button[data-unit='futian']")
+    assert page.locator("#unit-tree button[data-unit='shenzhen']").count() == 0
+    page.click("#unit-tree button[data-unit='futian']")
+    # The day the shifts started on, in the reports' time zone (near midnight it is not
+    # the machine's "today").
+    start_ms = min(s.start_ms for s in server.org.shifts())
+    day = datetime.fromtimestamp(start_ms / 1000, ZoneInfo("Asia/Shanghai")).date()
+    page.fill("#from", day.isoformat())
+    page.fill("#to", day.isoformat())
+    page.click("#run")
+    page.wait_for_selector("#report-body:not([hidden])", timeout=30_000)
+    assert page.locator("#children tbody tr[data-unit]").count() == 2  # two stations
+    on_duty = page.locator("[data-fig='onDuty'] .fig-value").inner_text()
+    assert on_duty.endswith("%") and on_duty != "0.0%", on_duty
+    page.wait_for_function("document.querySelector('#chart').naturalWidth > 0")
+    # Drill down into a station.
+    page.click("#children tr[data-unit='futian-hqb'] td:nth-child(4)")
+    page.wait_for_function(
+        "document.querySelector('#report-h').textContent.includes('华强北')",
+        timeout=30_000,
+    )
+    # A spot check of one named terminal: it answers through the broker.
+    page.check("input[name='mode'][value='devices']")
+    page.fill("#sc-devices", "ft-0001")
+    page.fill("#sc-deadline", "60")
+    page.click("#sc-start")
+    page.wait_for_selector(
+        "#sc-targets tr[data-device='ft-0001'] .result[data-result='answered']",
+        timeout=30_000,
+    )
+    page.screenshot(path=str(tmp_path / "inspection.png"), full_page=True)
+    assert not errors, errors
     checks = server.spotchecks.history(units=None, since_ms=None, until_ms=None, limit=10)
     assert [t.result.value for t in checks[0].judged(int(time.time() * 1000)).targets] == [
         "answered"

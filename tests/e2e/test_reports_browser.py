@@ -8,7 +8,6 @@ contract, so the page is exercised end to end in a browser whatever the server s
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
@@ -24,15 +23,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 STATIC = Path(__file__).resolve().parents[2] / "server" / "web" / "static"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 TOKEN = "inspector-token"
 COLORS = {
     "on_post": "#15803d",
@@ -439,16 +429,6 @@ def canned() -> Iterator[CannedServer]:
     server.close()
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is required (apt-get install chromium; .ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _text(page: Page, selector: str) -> str:

@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/duty_bench.py
 	$(BIN)/python bench/live_bench.py
 	$(BIN)/python bench/dispatch_bench.py
+	$(BIN)/python bench/enrol_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -65,8 +65,10 @@ from yijing.mqtt import Backoff, MqttLink, NotConnected, Will
 
 from .clues import build_clue
 from .errors import AgentNotRunning, OutboxError
+from .keys import KeyArchive, mark_used, open_archive
 from .outbox import Lane, Outbox
 from .policy import Reporter, ReportingPolicy
+from .tls import tls_files
 
 MB = 1024 * 1024
 #: Snapshot frames on the wire at once. A picture ahead of an SOS in the TCP stream delays it
@@ -118,6 +120,7 @@ class Agent:
         self._reporter = Reporter(self.policy)
         self.latest_fix: Fix | None = None
         self.clock_skew_ms: int | None = None
+        archive = open_archive(data_dir, ident)
         self.endpoint = DeviceEndpoint(
             device_id=ident.device_id,
             key_id=ident.key_id,
@@ -125,7 +128,9 @@ class Agent:
             signing_key=ident.signing_key,
             server_key=enrolment.server_key,
             units=ident.units,
+            previous_mac_keys=archive.previous(ident.key_id),
         )
+        self._sign_off_old_key(enrolment, data_dir, archive)
         self.outbox = Outbox(
             data_dir / "outbox.db",
             self.endpoint,
@@ -184,9 +189,35 @@ class Agent:
             will=Will(will.topic, will.payload),
             # Keep the broker session a day so commands sent while the 4G link is down wait.
             session_expiry_s=86_400,
+            # An mqtts:// bundle: the terminal's certificate is its broker identity (the
+            # broker takes the user name from it), so the ACL confines it to its own topics.
+            tls=tls_files(enrolment, data_dir),
             backoff=backoff,
             logger=self._log.getChild("mqtt"),
         )
+
+    def _sign_off_old_key(self, enrolment: Enrolment, data_dir: Path, archive: KeyArchive) -> None:
+        """After a key rotation: a checkpoint, signed with the old key, over the frames the old
+        key sealed, before anything is sealed under the new one (see ``agent.keys``)."""
+        ident = enrolment.identity
+        old = archive.last_key_id
+        if old is not None and old != ident.key_id and old in archive.keys:
+            mac_key, signing_key = archive.keys[old]
+            old_endpoint = DeviceEndpoint(
+                device_id=ident.device_id,
+                key_id=old,
+                mac_key=mac_key,
+                signing_key=signing_key,
+                server_key=enrolment.server_key,
+                units=ident.units,
+            )
+            outbox = Outbox(data_dir / "outbox.db", old_endpoint, clock_ms=self._now_ms)
+            try:
+                outbox.flush_checkpoint()
+            finally:
+                outbox.close()
+            self._log.info("key rotated from generation %d to %d", old, ident.key_id)
+        mark_used(data_dir, archive, ident.key_id)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

@@ -6,6 +6,7 @@ Exception tree::
     ├── OutboxError         the outbox database failed (sqlite3 errors converted here)
     ├── SourceError         a position source failed (gpsd, serial, simulator)
     ├── ReportError         a clue cannot be sent as it is (also a ValueError)
+    ├── KeyArchiveError     the data folder's key archive is unreadable or another terminal's
     └── AgentNotRunning     ``Agent.call`` got no answer: the loop is stopped or stuck
 """
 
@@ -24,6 +25,10 @@ class SourceError(AgentError):
 
 class ReportError(AgentError, ValueError):
     """A report the volunteer made cannot be sent as it is (a photo that is not a JPEG)."""
+
+
+class KeyArchiveError(AgentError):
+    """The key archive (``keys.json`` in the data folder) cannot be used."""
 
 
 class AgentNotRunning(AgentError):

@@ -33,6 +33,7 @@ import msgpack
 
 from protocol import (
     CHECKPOINT_EVERY,
+    REPLAY_WINDOW_MS,
     Checkpoint,
     Clue,
     DeviceEndpoint,
@@ -159,7 +160,21 @@ def _v2(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [_v1, _v2]
+def _v3(conn: sqlite3.Connection) -> None:
+    # frames_expired: sealed frames dropped unsent because the server would refuse them as
+    # older than the replay window (protocol.REPLAY_WINDOW_MS); reported like evictions.
+    _execute_script(
+        conn,
+        "INSERT INTO meta (key, value) VALUES "
+        "('frames_expired', 0), ('frames_expired_reported', 0)",
+    )
+
+
+MIGRATIONS = [_v1, _v2, _v3]
+
+#: A sealed frame is dropped this long before the server's replay window would refuse it, so
+#: a terminal clock a little behind the server's does not send frames only to have them refused.
+EXPIRY_MARGIN_MS = 86_400_000
 
 
 class Outbox:
@@ -377,12 +392,28 @@ class Outbox:
         for counter, kind in (
             ("snapshots_evicted", EventKind.SNAPSHOTS_EVICTED),
             ("fixes_thinned", EventKind.FIXES_THINNED),
+            ("frames_expired", EventKind.FRAMES_EXPIRED),
         ):
             with transaction(self._conn, OutboxError, f"report {counter}"):
                 delta = self._meta(counter) - self._meta(f"{counter}_reported")
                 if delta > 0:
                     self._append(Event(kind=kind, time_ms=now_ms, value=delta), Lane.LIVE, now_ms)
                     self._bump(f"{counter}_reported", delta)
+
+    def _expire_stale(self) -> None:
+        """Drop sealed frames the server would refuse as replays (sealed longer ago than the
+        replay window): only those in flight when the terminal went quiet for a month can be
+        that old. Counted durably and reported, like the disk budget's evictions."""
+        cutoff = self._clock_ms() - (REPLAY_WINDOW_MS - EXPIRY_MARGIN_MS)
+        if not self._count("SELECT count(*) FROM items WHERE created_ms<?", cutoff):
+            return
+        with transaction(self._conn, OutboxError, "drop expired frames"):
+            sizes = self._conn.execute(
+                "DELETE FROM items WHERE created_ms<? RETURNING length(payload)", (cutoff,)
+            ).fetchall()
+            self._bump("frames_expired", len(sizes))
+            self._bump("bytes_used", -sum(size for (size,) in sizes))
+        self._report_evictions()
 
     def _seal_from_backlog(self, lane: Lane) -> Item | None:
         """Number and seal the next backlog row(s) for ``lane``; None when there are none."""
@@ -453,9 +484,11 @@ class Outbox:
         # its report, or sealing the report was refused): report them now, or never.
         if self._count(
             "SELECT count(*) FROM meta a JOIN meta b ON b.key = a.key || '_reported' "
-            "WHERE a.key IN ('snapshots_evicted', 'fixes_thinned') AND a.value > b.value"
+            "WHERE a.key IN ('snapshots_evicted', 'fixes_thinned', 'frames_expired') "
+            "AND a.value > b.value"
         ):
             self._report_evictions()
+        self._expire_stale()
         given = 0
         for lane in Lane:
             room = (lane_room or {}).get(lane, limit)

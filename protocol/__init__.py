@@ -3,7 +3,7 @@
 Nothing here opens a socket, starts a thread or reads a clock. See ``docs/protocol.md``.
 """
 
-from .auth import CHECKPOINT_EVERY, MAC_KEY_SIZE, Proof, digest, prove
+from .auth import CHECKPOINT_EVERY, MAC_KEY_SIZE, REPLAY_WINDOW_MS, Proof, digest, prove
 from .endpoints import DeviceEndpoint, KeyRing, Outgoing, ServerEndpoint, UplinkVerifier, Verified
 from .errors import (
     AuthenticationError,
@@ -11,6 +11,8 @@ from .errors import (
     InvalidField,
     MalformedFrame,
     ProtocolError,
+    Revoked,
+    Stale,
     TopicError,
     UnknownKey,
     UnsupportedVersion,
@@ -48,6 +50,7 @@ __all__ = [
     "CHECKPOINT_EVERY",
     "FRAME_VERSION",
     "MAC_KEY_SIZE",
+    "REPLAY_WINDOW_MS",
     "AuthenticationError",
     "BadTag",
     "Checkpoint",
@@ -76,6 +79,7 @@ __all__ = [
     "Proof",
     "ProtocolError",
     "ResponseStatus",
+    "Revoked",
     "RollCall",
     "RollCallAnswer",
     "Scheme",
@@ -83,6 +87,7 @@ __all__ = [
     "Setting",
     "Snapshot",
     "SnapshotTrigger",
+    "Stale",
     "StoredAck",
     "Task",
     "TaskAck",

@@ -15,8 +15,12 @@ frames/s (decoding included); the server must take tens of thousands. So:
   frequent for a signature); commands, roll calls and config pushes carry an Ed25519 signature
   by the server's key, which the terminal got at enrolment.
 
-Replays are harmless by construction: (party, seq) is the deduplication key, so a replayed
-frame is acknowledged and stored once. A forged frame fails its MAC.
+Replays: (party, seq) is the deduplication key, so a replayed frame is acknowledged and stored
+once — as long as the server remembers the seq. The timestamp window bounds how long that must
+be: the server refuses (``Stale``) a frame sealed more than ``REPLAY_WINDOW_MS`` before it
+arrives, so a frame captured today cannot be replayed after retention has forgotten it. The
+agent never offers such a frame: it drops and counts it (``EventKind.FRAMES_EXPIRED``). A
+forged frame fails its MAC; a revoked terminal's genuine frame is refused (``Revoked``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from .messages import DIGEST_SIZE, Checkpoint
 
 MAC_KEY_SIZE = 32
 CHECKPOINT_EVERY = 64
+#: How long after sealing a frame is still accepted. Frames are sealed when the link has room,
+#: so only the few in flight when a terminal went quiet can age: 30 days covers a terminal left
+#: in a drawer for a month. Retention must keep every (party, seq) at least this long.
+REPLAY_WINDOW_MS = 30 * 86_400_000
 _CHECKPOINT_CONTEXT = b"yijing/checkpoint/v1\x00"
 
 

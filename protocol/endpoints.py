@@ -9,6 +9,7 @@ clock: times are arguments.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -83,10 +84,15 @@ class DeviceEndpoint:
         signing_key: Ed25519PrivateKey,
         server_key: Ed25519PublicKey,
         units: tuple[str, ...] = (),
+        previous_mac_keys: Mapping[int, bytes] | None = None,
     ) -> None:
         self.device_id = device_id
         self.key_id = key_id
         self._mac_key = mac_key
+        # After a key rotation the outbox still holds frames sealed under the older keys, and
+        # the server acknowledges each under the key that sealed it (it cannot know whether
+        # this terminal has moved on): those acks verify under the older MAC keys.
+        self._ack_keys = {**(previous_mac_keys or {}), key_id: mac_key}
         self._signing_key = signing_key
         self._server_key = server_key
         self.units = units
@@ -136,7 +142,10 @@ class DeviceEndpoint:
         if isinstance(frame.envelope.message, StoredAck):
             if route.channel is not topics.Channel.DOWN:
                 raise TopicError("topic", "acknowledgements are never broadcast")
-            verify_mac(frame, self._mac_key)
+            ack_key = self._ack_keys.get(frame.envelope.key_id)
+            if ack_key is None:
+                raise UnknownKey("key_id", f"no key {frame.envelope.key_id} on this terminal")
+            verify_mac(frame, ack_key)
         else:
             verify_signature(frame, self._server_key)
         return frame.envelope

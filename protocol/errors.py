@@ -9,7 +9,9 @@ Exception tree::
     ├── TopicError                a topic outside the scheme, or not matching the frame
     └── AuthenticationError       the frame is well formed but not proven genuine
         ├── UnknownKey            no key registered for (party, key id)
-        └── BadTag                MAC or signature does not verify
+        ├── BadTag                MAC or signature does not verify
+        ├── Revoked               genuine, but the terminal's enrolment is revoked
+        └── Stale                 genuine, but sealed longer ago than the replay window
 
 A caller that handles untrusted input catches ``ProtocolError`` and nothing else: any other
 exception escaping a decoder is a bug (the fuzz tests assert exactly that).
@@ -58,3 +60,11 @@ class UnknownKey(AuthenticationError):
 
 class BadTag(AuthenticationError):
     """The MAC or signature does not verify."""
+
+
+class Revoked(AuthenticationError):
+    """The frame verifies, but its terminal has been revoked (lost, stolen, retired)."""
+
+
+class Stale(AuthenticationError):
+    """The frame verifies, but it was sealed longer ago than ``auth.REPLAY_WINDOW_MS``."""

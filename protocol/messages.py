@@ -153,6 +153,9 @@ class EventKind(enum.StrEnum):
     TAMPER = "tamper"
     SNAPSHOTS_EVICTED = "snapshots_evicted"  # value: how many the disk budget dropped
     FIXES_THINNED = "fixes_thinned"  # value: how many fixes thinning removed
+    #: value: how many sealed frames the terminal dropped unsent because the server would
+    #: refuse them as older than the replay window (``auth.REPLAY_WINDOW_MS``)
+    FRAMES_EXPIRED = "frames_expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,12 @@ class Event(Message):
     detail: str | None = wire(Maybe(Str(200)), default=None)
 
     def validate(self) -> None:
-        counted = (EventKind.SNAPSHOTS_EVICTED, EventKind.FIXES_THINNED, EventKind.BATTERY)
+        counted = (
+            EventKind.SNAPSHOTS_EVICTED,
+            EventKind.FIXES_THINNED,
+            EventKind.FRAMES_EXPIRED,
+            EventKind.BATTERY,
+        )
         if self.kind in counted and self.value is None:
             raise InvalidField("value", f"required for {self.kind.value}")
         if self.kind is EventKind.BATTERY and self.value is not None and not 0 <= self.value <= 100:

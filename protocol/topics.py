@@ -6,14 +6,18 @@
     yj/1/down/{device}/{kind}    the server publishes to one terminal: ack cmd cfg
     yj/1/unit/{unit}/{kind}      the server publishes to every terminal of an org unit: cmd cfg
 
-The device id is the second level under ``up``/``down`` so that one Mosquitto ACL pattern per
-direction confines every terminal to its own topics (``%u`` is the username, which with
-``use_identity_as_username`` is the certificate's CN)::
+The device id is a level of its own under ``up``/``down``, so a broker ACL can confine each
+terminal to its own topics by name (the user name is the certificate's CN, with Mosquitto's
+``use_identity_as_username``)::
 
-    pattern write yj/1/up/%u/#
-    pattern read  yj/1/down/%u/#
+    user ft-0042
+    topic write yj/1/up/ft-0042/+
+    topic read  yj/1/down/ft-0042/+
+    topic read  yj/1/unit/futian-s1/+      one per unit the terminal belongs to
 
-plus one ``topic read yj/1/unit/{unit}/#`` per unit the terminal belongs to. The ``1`` is the
+Spelt out per terminal (``provisioning/broker_config.py``) rather than one ``pattern ... %u``:
+a pattern would keep granting a revoked terminal its topics for as long as its connection
+lives, while a list reloaded without it takes them away at once. The ``1`` is the
 topic scheme's version: a later scheme lives beside it, so old agents keep working. Topic
 levels never carry ``+ # / $`` (MQTT 5 §4.7.1 wildcards; ids are restricted by ``ID_PATTERN``).
 """

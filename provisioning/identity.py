@@ -3,7 +3,9 @@
 A terminal has two secrets: a 32-byte MAC key (shared with the server, authenticates every
 frame cheaply) and an Ed25519 private key (never shared, signs checkpoints an inspector can
 check). Both belong to a key generation ``key_id`` so keys can rotate while old frames stay
-verifiable. The enrolment bundle is JSON, written with mode 0600 because it holds secrets.
+verifiable. The enrolment bundle is JSON, written with mode 0600 because it holds secrets;
+format 2 also carries the terminal's TLS client certificate and key for an mqtts:// broker
+(``provisioning/pki.py`` issues them).
 """
 
 from __future__ import annotations
@@ -13,18 +15,26 @@ import binascii
 import json
 import os
 import secrets
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.x509.oid import NameOID
 
 from protocol import MAC_KEY_SIZE
 from protocol.errors import ProtocolError
 from protocol.messages import IDENT
 
-ENROLMENT_FORMAT = "yijing-enrolment/1"
+FORMAT_V1 = "yijing-enrolment/1"
+#: Format 2 adds the TLS client certificate, its key and the station CA (``tls``), and
+#: ``broker.tls``. Format 1 bundles still load (no TLS).
+ENROLMENT_FORMAT = "yijing-enrolment/2"
+FORMATS = (FORMAT_V1, ENROLMENT_FORMAT)
 
 
 class ProvisioningError(Exception):
@@ -82,15 +92,20 @@ class ServerIdentity:
         return self.signing_key.public_key()
 
 
-def _write_secret(path: Path, data: bytes) -> None:
+def write_secret(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write atomically (temp file, fsync, rename), created with ``mode`` from the start."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)  # a stale temp file keeps its old mode otherwise
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+_write_secret = write_secret
 
 
 def load_or_create_server_identity(path: Path) -> ServerIdentity:
@@ -113,6 +128,85 @@ class BrokerAddress:
     host: str
     port: int
     protocol: str = "5"
+    tls: bool = False
+
+
+def broker_from_url(url: str) -> BrokerAddress:
+    """``mqtt://host[:1883]`` or ``mqtts://host[:8883]``, optionally ``?protocol=3.1.1``."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("mqtt", "mqtts"):
+        raise ProvisioningError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+    if not parsed.hostname:
+        raise ProvisioningError(f"broker URL {url!r}: no host")
+    tls = parsed.scheme == "mqtts"
+    try:
+        port = parsed.port or (8883 if tls else 1883)
+    except ValueError as exc:
+        raise ProvisioningError(f"broker URL {url!r}: {exc}") from None
+    protocol = urllib.parse.parse_qs(parsed.query).get("protocol", ["5"])[0]
+    if protocol not in ("5", "3.1.1"):
+        raise ProvisioningError(f"broker URL {url!r}: protocol must be 5 or 3.1.1")
+    return BrokerAddress(parsed.hostname, port, protocol, tls)
+
+
+def _pem_error(field: str, reason: str) -> EnrolmentError:
+    return EnrolmentError("TLS material", field, reason)
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """A terminal's TLS client certificate and key, and the station CA that signed both ends.
+
+    Checked on construction: each PEM parses, the key is the certificate's, the certificate
+    is a client certificate issued by the CA. Errors name the field (``tls.cert`` ...).
+    """
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    def __post_init__(self) -> None:
+        try:
+            cas = x509.load_pem_x509_certificates(self.ca_pem)
+        except ValueError as exc:
+            raise _pem_error("tls.ca", f"is not a PEM certificate ({exc})") from None
+        try:
+            cert = x509.load_pem_x509_certificate(self.cert_pem)
+        except ValueError as exc:
+            raise _pem_error("tls.cert", f"is not a PEM certificate ({exc})") from None
+        try:
+            key = serialization.load_pem_private_key(self.key_pem, password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise _pem_error("tls.key", f"is not an unencrypted PEM private key ({exc})") from None
+        if _spki(key.public_key()) != _spki(cert.public_key()):
+            raise _pem_error("tls.key", "does not belong to tls.cert")
+        if not any(_issued_by(cert, ca) for ca in cas):
+            raise _pem_error("tls.cert", "was not issued by tls.ca")
+
+    @property
+    def cert(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.cert_pem)
+
+    @property
+    def common_name(self) -> str:
+        names = self.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(names[0].value) if names else ""
+
+
+def _spki(key: Any) -> bytes:
+    return bytes(
+        key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -123,11 +217,26 @@ class Enrolment:
     server_key: Ed25519PublicKey
     server_key_id: int
     broker: BrokerAddress
+    tls: TlsMaterial | None = None
+
+    def __post_init__(self) -> None:
+        # A TLS broker without a client certificate, or a certificate for a plain broker,
+        # is a bundle made wrong; say so at the source rather than at the first connect.
+        if self.broker.tls != (self.tls is not None):
+            raise EnrolmentError(
+                "enrolment", "tls", "broker.tls and the TLS material must come together"
+            )
+        if self.tls is not None and self.tls.common_name != self.identity.device_id:
+            raise EnrolmentError(
+                "enrolment",
+                "tls.cert",
+                f"is for {self.tls.common_name!r}, not {self.identity.device_id!r}",
+            )
 
 
 def write_enrolment(path: Path, enrolment: Enrolment) -> None:
     ident = enrolment.identity
-    doc = {
+    doc: dict[str, Any] = {
         "format": ENROLMENT_FORMAT,
         "device_id": ident.device_id,
         "key_id": ident.key_id,
@@ -140,9 +249,16 @@ def write_enrolment(path: Path, enrolment: Enrolment) -> None:
             "host": enrolment.broker.host,
             "port": enrolment.broker.port,
             "protocol": enrolment.broker.protocol,
+            "tls": enrolment.broker.tls,
         },
     }
-    _write_secret(path, json.dumps(doc, indent=2).encode())
+    if enrolment.tls is not None:
+        doc["tls"] = {
+            "ca": enrolment.tls.ca_pem.decode("ascii"),
+            "cert": enrolment.tls.cert_pem.decode("ascii"),
+            "key": enrolment.tls.key_pem.decode("ascii"),
+        }
+    write_secret(path, json.dumps(doc, indent=2).encode())
 
 
 def _field(doc: dict[str, Any], name: str, kind: type, where: str, *, within: str = "") -> Any:
@@ -158,7 +274,7 @@ def _field(doc: dict[str, Any], name: str, kind: type, where: str, *, within: st
 def _b64(doc: dict[str, Any], name: str, size: int, where: str) -> bytes:
     try:
         data = base64.b64decode(_field(doc, name, str, where), validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text
         raise EnrolmentError(where, name, f"is not base64 ({exc})") from None
     if len(data) != size:
         raise EnrolmentError(where, name, f"expected {size} bytes, got {len(data)}")
@@ -172,18 +288,45 @@ def _key_id(doc: dict[str, Any], where: str) -> int:
     return key_id
 
 
+def _tls(doc: dict[str, Any], where: str) -> TlsMaterial | None:
+    if "tls" not in doc or doc["tls"] is None:
+        return None
+    tls = _field(doc, "tls", dict, where)
+    pems = []
+    for name in ("ca", "cert", "key"):
+        text = _field(tls, name, str, where, within="tls")
+        if not text.isascii():
+            raise EnrolmentError(where, f"tls.{name}", "is not ASCII PEM text")
+        pems.append(text.encode("ascii"))
+    try:
+        return TlsMaterial(*pems)
+    except EnrolmentError as exc:
+        raise EnrolmentError(where, exc.field, exc.reason) from None
+
+
+#: A bundle is a few kilobytes; refuse to parse anything far larger.
+MAX_BUNDLE_BYTES = 1 << 20
+
+
 def load_enrolment(path: Path) -> Enrolment:
+    """Read a bundle, format 1 (no TLS) or 2; every problem is an ``EnrolmentError``."""
     where = str(path)
     try:
-        doc = json.loads(path.read_text())
+        with path.open("rb") as f:
+            raw = f.read(MAX_BUNDLE_BYTES + 1)
     except OSError as exc:
         raise EnrolmentError(where, "file", f"cannot be read ({exc.strerror})") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
+    if len(raw) > MAX_BUNDLE_BYTES:
+        raise EnrolmentError(where, "file", f"is larger than {MAX_BUNDLE_BYTES} bytes")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise EnrolmentError(where, "file", f"is not JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise EnrolmentError(where, "file", "is not a JSON object")
-    if doc.get("format") != ENROLMENT_FORMAT:
-        raise EnrolmentError(where, "format", f"expected {ENROLMENT_FORMAT!r}")
+    version = doc.get("format")
+    if version not in FORMATS:
+        raise EnrolmentError(where, "format", f"expected one of {', '.join(map(repr, FORMATS))}")
     device_id = _field(doc, "device_id", str, where)
     units = tuple(_field(doc, "units", list, where))
     try:
@@ -199,6 +342,13 @@ def load_enrolment(path: Path) -> Enrolment:
     protocol_version = broker.get("protocol", "5")
     if protocol_version not in ("5", "3.1.1"):
         raise EnrolmentError(where, "broker.protocol", f"{protocol_version!r} is not 5 or 3.1.1")
+    tls = _tls(doc, where) if version != FORMAT_V1 else None
+    broker_tls = broker.get("tls", False) if version != FORMAT_V1 else False
+    if not isinstance(broker_tls, bool):
+        raise EnrolmentError(where, "broker.tls", f"expected bool, got {type(broker_tls).__name__}")
+    server_key_id = _field(doc, "server_key_id", int, where)
+    if not 0 <= server_key_id < 2**31:
+        raise EnrolmentError(where, "server_key_id", f"{server_key_id} is outside [0, 2**31)")
     identity = DeviceIdentity(
         device_id,
         _key_id(doc, where),
@@ -206,9 +356,16 @@ def load_enrolment(path: Path) -> Enrolment:
         Ed25519PrivateKey.from_private_bytes(_b64(doc, "signing_key", 32, where)),
         units,
     )
-    return Enrolment(
-        identity,
-        Ed25519PublicKey.from_public_bytes(_b64(doc, "server_key", 32, where)),
-        _field(doc, "server_key_id", int, where),
-        BrokerAddress(_field(broker, "host", str, where, within="broker"), port, protocol_version),
-    )
+    host = _field(broker, "host", str, where, within="broker")
+    if not host or len(host) > 253 or any(c.isspace() or c in "/?#@" for c in host):
+        raise EnrolmentError(where, "broker.host", f"{host[:80]!r} is not a host name or address")
+    try:
+        return Enrolment(
+            identity,
+            Ed25519PublicKey.from_public_bytes(_b64(doc, "server_key", 32, where)),
+            server_key_id,
+            BrokerAddress(host, port, protocol_version, broker_tls),
+            tls,
+        )
+    except EnrolmentError as exc:
+        raise EnrolmentError(where, exc.field, exc.reason) from None

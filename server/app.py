@@ -12,7 +12,6 @@ import os
 import secrets
 import socket
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +20,14 @@ from aiohttp import web
 
 from protocol import Message, Outgoing, RollCall, ServerEndpoint, topics
 from provisioning import DeviceIdentity, load_or_create_server_identity
-from provisioning.identity import raw_public
+from provisioning.identity import ProvisioningError, broker_from_url, raw_public
+from provisioning.pki import CA_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE
 from yijing.broker import LocalBroker, start_local_broker
-from yijing.mqtt import MqttLink, NotConnected
+from yijing.mqtt import MqttLink, NotConnected, TlsFiles
 
+from .accounts import Accounts, AccountStore
 from .audit import AuditLog
+from .broker_sync import BrokerSync, Listen, start_secure_broker
 from .dispatch.model import DispatchConfig
 from .dispatch.service import Dispatcher
 from .duty.service import DutyService
@@ -47,9 +49,10 @@ from .web import (
     field_routes,
     org_routes,
     report_routes,
+    session_routes,
     spotcheck_routes,
 )
-from .web.access import TokenAuthenticator
+from .web.access import ACCOUNTS, SECURE_COOKIES, TokenAuthenticator
 from .web.app import make_app
 from .web.config_routes import SiteConfig
 from .web.keys import AUDIT, DISPATCH, DUTY, FIELD, ORG, REPORTS, SITE, SPOTCHECKS
@@ -65,6 +68,8 @@ TICK_S = 1.0
 #: How far back answers, clues and alarms are replayed at start-up (a crash between the
 #: store's commit and a service's own write leaves them stored, acked, and not yet applied).
 REPLAY_S = 86_400
+#: How often the embedded secure broker's ACL and CRL are checked against enrolment.
+BROKER_SYNC_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,28 +77,35 @@ class BrokerUrl:
     host: str
     port: int
     protocol: str
+    tls: bool = False
 
     def __str__(self) -> str:
         suffix = "" if self.protocol == "5" else f"?protocol={self.protocol}"
-        return f"mqtt://{self.host}:{self.port}{suffix}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}{suffix}"
 
 
 def parse_broker_url(url: str) -> BrokerUrl:
-    """``mqtt://host:port`` (MQTT 5) or ``mqtt://host:port?protocol=3.1.1``."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme != "mqtt":
-        raise ConfigError(f"broker URL {url!r}: scheme must be mqtt:// (TLS comes with mqtts://)")
-    if not parsed.hostname:
-        raise ConfigError(f"broker URL {url!r}: no host")
+    """``mqtt://host:port`` (MQTT 5), ``mqtts://host:port`` (TLS, the server's certificate
+    from ``<data>/pki``), ``...?protocol=3.1.1`` (``provisioning.identity.broker_from_url``)."""
     try:
-        port = parsed.port or 1883
-    except ValueError as exc:
-        raise ConfigError(f"broker URL {url!r}: {exc}") from None
-    query = urllib.parse.parse_qs(parsed.query)
-    protocol = query.get("protocol", ["5"])[0]
-    if protocol not in ("5", "3.1.1"):
-        raise ConfigError(f"broker URL {url!r}: protocol must be 5 or 3.1.1")
-    return BrokerUrl(parsed.hostname, port, protocol)
+        broker = broker_from_url(url)
+    except ProvisioningError as exc:
+        raise ConfigError(str(exc)) from None
+    return BrokerUrl(broker.host, broker.port, broker.protocol, broker.tls)
+
+
+def parse_listen(value: str) -> Listen:
+    """``HOST:PORT`` for the embedded broker's TLS listener (``0.0.0.0:8883`` for all)."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"--mqtt-listen {value!r}: expected HOST:PORT, e.g. 0.0.0.0:8883")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"--mqtt-listen {value!r}: port {port_text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"--mqtt-listen {value!r}: port {port} is outside 1-65535")
+    return Listen(host.strip("[]"), port)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +114,12 @@ class ServerConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     broker_url: str | None = None  # None: start a local broker
+    #: With no broker URL: the embedded Mosquitto's TLS listener for terminals (client
+    #: certificates, ACL). None: a loopback-only plain listener, for development and the demo.
+    mqtt_listen: Listen | None = None
+    #: Mark session cookies Secure even on plain HTTP: the server sits behind a TLS proxy
+    #: (over HTTPS they are Secure anyway).
+    secure_cookies: bool = False
     batch_max: int = 1000
     batch_wait_s: float = 0.02
     #: Days to keep snapshots, by trigger: routine pictures go soon, evidence stays longer.
@@ -176,9 +194,12 @@ class Server:
         self.field.replay(since_ms)
         self.field.start()
         self.auth, self.first_admin_token = TokenAuthenticator.load_or_create(data / "tokens.json")
+        #: People's accounts (argon2id) and their sessions (cookie + CSRF token).
+        self.accounts = Accounts(AccountStore(data / "accounts.db"), clock=clock)
         #: Who looked at which terminal, dispatched, checked, exported (``yijing audit``).
         self.audit = AuditLog(data / "audit.db")
         self.broker: LocalBroker | None = None
+        self.broker_sync: BrokerSync | None = None
         self.broker_address = (
             parse_broker_url(config.broker_url) if config.broker_url is not None else None
         )
@@ -268,13 +289,25 @@ class Server:
         self.keyring.add(key)
 
     async def start(self) -> None:
-        if self.broker_address is None:
+        tls: TlsFiles | None = None
+        if self.broker_address is None and self.config.mqtt_listen is not None:
+            secure, self.broker_sync, tls = await asyncio.to_thread(
+                start_secure_broker, self.config.data_dir, self.store, self.config.mqtt_listen
+            )
+            self.broker = secure
+            self.broker_address = BrokerUrl(secure.host, secure.port, "5", tls=True)
+        elif self.broker_address is None:
             self.broker = await asyncio.to_thread(
                 start_local_broker, self.config.data_dir / "broker"
             )
             self.broker_address = BrokerUrl(
                 self.broker.host, self.broker.port, self.broker.protocol
             )
+        elif self.broker_address.tls:
+            # An external broker (Mosquitto, EMQX) with the station's certificates: the
+            # server is "yijing:server" there too. `yijing provision ca` made them.
+            pki = self.config.data_dir / "pki"
+            tls = TlsFiles(pki / CA_FILE, pki / SERVER_CERT_FILE, pki / SERVER_KEY_FILE)
         address = self.broker_address
         # MQTT 5 shared subscription: several server processes split the uplink between them.
         topic_filter = (
@@ -291,6 +324,7 @@ class Server:
             protocol=address.protocol,
             subscriptions=[(topic_filter, 1)],
             on_message=self.ingest.submit,
+            tls=tls,
         )
         self.ingest.start()
         self.link.start()
@@ -310,6 +344,7 @@ class Server:
                 dispatch_routes.routes,
                 field_routes.routes,
                 config_routes.routes,
+                session_routes.routes,
             ],
             services={
                 ORG: self.org,
@@ -320,6 +355,8 @@ class Server:
                 FIELD: self.field,
                 SITE: self.config.site,
                 AUDIT: self.audit,
+                ACCOUNTS: self.accounts,
+                SECURE_COOKIES: self.config.secure_cookies,
             },
         )
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -336,7 +373,16 @@ class Server:
             asyncio.ensure_future(self._every(TICK_S, "dispatch", self.dispatcher.tick)),
             asyncio.ensure_future(self._every(TICK_S, "field reports", self.field.tick)),
             asyncio.ensure_future(self._every(LIVE_DUTY_S, "live duty", self._refresh_live_duty)),
+            asyncio.ensure_future(self._every(3600, "session sweep", self.accounts.sweep)),
         ]
+        if self.broker_sync is not None:
+            # New enrolments get their ACL lines, revoked terminals lose them and fail the
+            # handshake: within BROKER_SYNC_S of `yijing provision device|revoke`.
+            self._loops.append(
+                asyncio.ensure_future(
+                    self._every(BROKER_SYNC_S, "broker ACL", self.broker_sync.sync)
+                )
+            )
         await asyncio.to_thread(self.link.wait_connected, 10)
         log.info(
             "server on http://%s:%s, broker %s:%s",
@@ -413,6 +459,7 @@ class Server:
         self.dispatcher.close()
         self.field.close()
         self.audit.close()
+        self.accounts.store.close()
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
         self.store.close()

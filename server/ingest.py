@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocol import (
+    REPLAY_WINDOW_MS,
     Checkpoint,
     Fix,
     Outgoing,
@@ -29,8 +30,10 @@ from protocol import (
     Presence,
     PresenceKind,
     ProtocolError,
+    Revoked,
     ServerEndpoint,
     Snapshot,
+    Stale,
     UplinkVerifier,
     Verified,
 )
@@ -186,9 +189,14 @@ class Ingest:
         # will, ready to show, or the index of a verified frame, shown if newly stored.
         arrivals: list[Accepted | int] = []
         rejected: Counter[tuple[str, str]] = Counter()
+        try:
+            self._keyring.refresh_revocations()
+        except StoreError as exc:  # keep the revocations already known; try again next batch
+            self._log.error("revocations not refreshed: %s", exc)
         for topic, payload, received_ms in batch:
             try:
                 v = self._verifier.receive(topic, payload)
+                self._admit(v, received_ms)
             except ProtocolError as exc:
                 self._reject(topic, exc, rejected)
                 continue
@@ -236,6 +244,19 @@ class Ingest:
         if feed:
             self._on_accepted(feed)
         return list(new.values())
+
+    def _admit(self, v: Verified, received_ms: int) -> None:
+        """After authenticity, policy: a genuine frame may still be one to refuse. Checked
+        after the MAC, so a forgery is counted as a forgery, not as a revoked terminal."""
+        env = v.envelope
+        revoked_ms = self._keyring.revoked_at(env.party)
+        if revoked_ms is not None:
+            raise Revoked("party", f"{env.party} was revoked at {revoked_ms} ms")
+        # The will (seq 0) is sealed when the connection opens and sent by the broker when it
+        # dies, which may be weeks later; it is status only, never stored, so no window.
+        if env.seq != 0 and env.sent_ms < received_ms - REPLAY_WINDOW_MS:
+            days = (received_ms - env.sent_ms) // 86_400_000
+            raise Stale("sent_ms", f"sealed {days} days before it arrived (replay window 30)")
 
     def _count_rejections(self, received_ms: int, rejected: Counter[tuple[str, str]]) -> None:
         """Kept per device and day (signature failures are an anti-gaming flag), after the

@@ -28,6 +28,29 @@ class StoreKeyRing:
         }
         self._public: dict[tuple[str, int], Ed25519PublicKey] = {}
         self._misses: dict[tuple[str, int], float] = {}
+        #: Revoked terminals (device → when), and the last revocation row read from the store.
+        self._revoked: dict[str, int] = {}
+        self._revoked_rowid = 0
+        self.refresh_revocations()
+
+    def refresh_revocations(self) -> None:
+        """Pick up revocations recorded since the last call (by ``yijing provision revoke`` in
+        another process, or another server): one indexed query, run by ingest before every
+        batch, so a revoked terminal's next frame is refused."""
+        fresh = self._store.revoked(after_rowid=self._revoked_rowid)
+        if fresh:
+            with self._lock:
+                for device, (at_ms, rowid) in fresh.items():
+                    self._revoked.setdefault(device, at_ms)
+                    self._revoked_rowid = max(self._revoked_rowid, rowid)
+
+    def revoke(self, device_id: str, at_ms: int) -> None:
+        """Refuse this terminal from now on, in this process (the store records it too)."""
+        with self._lock:
+            self._revoked.setdefault(device_id, at_ms)
+
+    def revoked_at(self, device_id: str) -> int | None:
+        return self._revoked.get(device_id)
 
     def _get(self, party: str, key_id: int) -> DeviceKey | None:
         ident = (party, key_id)

@@ -33,6 +33,17 @@ class SnapshotFiles:
             raise ValueError(f"{sha256_hex!r} is not a SHA-256 in lowercase hex")
         return self.root / sha256_hex[:2] / sha256_hex[2:4] / f"{sha256_hex}.jpg"
 
+    def served(self, sha256_hex: str) -> Path | None:
+        """The file to hand out for ``sha256_hex``, or None when there is none — or when it
+        is a link leading outside the folder: only ``put`` writes here, so such a link was
+        planted, and following it would serve any file the server can read."""
+        path = self.path(sha256_hex)
+        if not path.is_file():
+            return None
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            return None
+        return path
+
     def put(self, sha256_hex: str, jpeg: bytes) -> Path:
         """Write ``jpeg`` under its hash unless it is there already (idempotent)."""
         target = self.path(sha256_hex)

@@ -140,7 +140,16 @@ def _v5(conn: sqlite3.Connection) -> None:
     sqlite_utils.Database(conn).table("frames").create_index(["type", "received_ms"])
 
 
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: sqlite3.Connection) -> None:
+    """Revocation: a revoked terminal's frames are refused from the next one on. The log is
+    append-only (a revocation is never undone: a recovered terminal is enrolled again under a
+    new certificate); ``rowid`` lets the server's key ring pick up new rows cheaply."""
+    sqlite_utils.Database(conn).table("revocations").create(
+        {"device_id": str, "revoked_ms": int, "reason": str}, pk="device_id"
+    )
+
+
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6]
 
 _SNAPSHOT_COLUMNS = (
     "device_id, seq, sha256, captured_ms, trigger, width, height, size, received_ms, "
@@ -238,6 +247,35 @@ class SqliteStore:
     def devices(self) -> list[Device]:
         rows = self._read("SELECT device_id, label, units, created_ms FROM devices ORDER BY 1")
         return [Device(str(r[0]), str(r[1]), tuple(json.loads(str(r[2]))), int(r[3])) for r in rows]
+
+    def device_keys(self, device_id: str) -> list[DeviceKey]:
+        rows = self._read(
+            "SELECT device_id, key_id, mac_key, public_key FROM device_keys WHERE device_id=? "
+            "ORDER BY key_id",
+            (device_id,),
+        )
+        return [DeviceKey(*r) for r in rows]
+
+    def revoke_device(self, device_id: str, *, at_ms: int, reason: str) -> None:
+        if not self._read("SELECT 1 FROM devices WHERE device_id=?", (device_id,)):
+            raise StoreError(f"no terminal {device_id!r} is registered")
+        self._write(
+            [
+                (
+                    "INSERT OR IGNORE INTO revocations(device_id, revoked_ms, reason) "
+                    "VALUES (?,?,?)",
+                    [(device_id, at_ms, reason)],
+                )
+            ]
+        )
+
+    def revoked(self, *, after_rowid: int = 0) -> dict[str, tuple[int, int]]:
+        """Revoked terminals: device → (revoked at ms, rowid), rows after ``after_rowid``."""
+        rows = self._read(
+            "SELECT device_id, revoked_ms, rowid FROM revocations WHERE rowid>? ORDER BY rowid",
+            (after_rowid,),
+        )
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
     def keys(self) -> list[DeviceKey]:
         rows = self._read("SELECT device_id, key_id, mac_key, public_key FROM device_keys")

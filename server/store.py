@@ -122,6 +122,18 @@ class Store(Protocol):
 
     def key(self, device_id: str, key_id: int) -> DeviceKey | None: ...
 
+    def device_keys(self, device_id: str) -> list[DeviceKey]:
+        """Every key generation of a terminal, oldest first."""
+        ...
+
+    def revoke_device(self, device_id: str, *, at_ms: int, reason: str) -> None:
+        """Record that the terminal is revoked (idempotent); ``StoreError`` if unknown."""
+        ...
+
+    def revoked(self, *, after_rowid: int = 0) -> dict[str, tuple[int, int]]:
+        """Revoked terminals recorded after ``after_rowid``: device → (revoked ms, rowid)."""
+        ...
+
     def store_frames(self, frames: Sequence[IncomingFrame]) -> list[Outcome]:
         """Store a batch in one transaction; one outcome per frame, in order."""
         ...

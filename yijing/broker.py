@@ -70,15 +70,45 @@ class LocalBroker:
     port: int
     protocol: str  # "5" or "3.1.1"
     kind: str  # "mosquitto" or "amqtt"
+    tls: bool = False
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _stop: asyncio.Event | None = field(default=None, repr=False)
+    _command: list[str] | None = field(default=None, repr=False)
+    _log_path: Path | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         suffix = "" if self.protocol == "5" else f"?protocol={self.protocol}"
-        return f"mqtt://{self.host}:{self.port}{suffix}"
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{self.host}:{self.port}{suffix}"
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its ACL file and its listeners' TLS files.
+
+        Measured with 2.0.11 (tests/e2e/test_broker_tls.py): after SIGHUP a new connection
+        with a certificate on the new CRL is refused (until then the old CRL holds), and a
+        still-connected client dropped from the ACL is refused its next publish. A SIGHUP
+        does not close connections: a revoked terminal already connected stays connected,
+        but can neither publish nor receive.
+        """
+        if self._process is None or self._process.poll() is not None:
+            raise BrokerError(f"{self.kind} on {self.port} is not a running Mosquitto")
+        self._process.send_signal(signal.SIGHUP)
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Stop and start the same Mosquitto with the same config (and so the same port)."""
+        if self._command is None or self._log_path is None:
+            raise BrokerError(f"{self.kind} on {self.port} was not started from a config file")
+        self.stop()
+        self._process = _spawn(self._command, self._log_path)
+        if not wait_for_port(self.host, self.port, timeout):
+            self._process.kill()
+            raise BrokerStartError(
+                f"{' '.join(self._command)} did not listen again on {self.port}; "
+                f"see {self._log_path}"
+            )
 
     def kill(self) -> None:
         """SIGKILL, as a power cut or an OOM kill would (for fault tests)."""
@@ -145,6 +175,44 @@ def start_mosquitto(
             f"{exe} -c {conf} did not listen on {port}; see {data_dir}/mosquitto.log"
         )
     return LocalBroker("127.0.0.1", port, "5", "mosquitto", _process=process)
+
+
+def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(command, stdout=log_file, stderr=log_file)
+
+
+def start_mosquitto_with(
+    config: str,
+    data_dir: Path,
+    *,
+    port: int,
+    host: str = "127.0.0.1",
+    tls: bool = True,
+    executable: str | None = None,
+    timeout: float = 10.0,
+) -> LocalBroker:
+    """Mosquitto with the given config text (e.g. provisioning.broker_config's TLS listener).
+
+    ``port`` and ``host`` must be the listener's in ``config``: they are where we wait for it.
+    The result can ``reload()`` (SIGHUP) and ``restart()``.
+    """
+    exe = executable or find_mosquitto()
+    if exe is None:
+        raise BrokerStartError("mosquitto is not installed")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conf = data_dir / "mosquitto.conf"
+    conf.write_text(config)
+    log_path = data_dir / "mosquitto.log"
+    command = [exe, "-c", str(conf)]
+    process = _spawn(command, log_path)
+    if not wait_for_port(host, port, timeout):
+        process.kill()
+        process.wait(10)
+        raise BrokerStartError(f"{exe} -c {conf} did not listen on {port}; see {log_path}")
+    return LocalBroker(
+        host, port, "5", "mosquitto", tls, _process=process, _command=command, _log_path=log_path
+    )
 
 
 def start_amqtt(*, port: int | None = None) -> LocalBroker:

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import signal
 import sys
-import time
 from pathlib import Path
 
 from .argtypes import port, positive
@@ -15,12 +14,9 @@ from .argtypes import port, positive
 EXAMPLES = {
     "server": "example:\n  yijing server --data ./var/server --port 8080\n"
     "  yijing server --broker mqtt://10.0.0.5:1883 --host 0.0.0.0\n"
-    "  yijing server --tiles-dir /srv/tiles/futian --walk-speed 1.6",
+    "  yijing server --tiles-dir /srv/tiles/futian --walk-speed 1.6\n"
+    "  yijing server --mqtt-listen 0.0.0.0:8883 --host 0.0.0.0   # terminals over TLS",
     "demo": "example:\n  yijing demo --terminals 30 --port 8080",
-    "provision": "example:\n  yijing provision device ft-0042 --units futian-s1 "
-    "--broker mqtt://10.0.0.5:1883 --out ft-0042.json\n"
-    "  yijing provision token --name 'Officer Li' --role officer\n"
-    "  yijing provision token --name 'Inspector Wang' --role inspector --scope futian",
 }
 
 
@@ -42,7 +38,7 @@ def _run_until_signal(coro_factory) -> int:  # type: ignore[no-untyped-def]
 def cmd_server(args: argparse.Namespace) -> int:
     import asyncio
 
-    from server.app import Server, ServerConfig
+    from server.app import Server, ServerConfig, parse_listen
     from server.web.config_routes import SiteConfig
 
     try:
@@ -51,6 +47,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise SystemExit(f"yijing server: {exc}") from None
+    mqtt_listen = parse_listen(args.mqtt_listen) if args.mqtt_listen else None
 
     async def serve() -> None:
         server = Server(
@@ -59,6 +56,8 @@ def cmd_server(args: argparse.Namespace) -> int:
                 http_host=args.host,
                 http_port=args.port,
                 broker_url=args.broker,
+                mqtt_listen=mqtt_listen,
+                secure_cookies=args.secure_cookies,
                 site=site,
             )
         )
@@ -106,58 +105,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_provision_device(args: argparse.Namespace) -> int:
-    from provisioning import BrokerAddress, Enrolment, load_or_create_server_identity, new_device
-    from provisioning.identity import raw_public, write_enrolment
-    from server.app import parse_broker_url
-    from server.sqlite_store import SqliteStore
-    from server.store import Device, DeviceKey
-
-    broker = parse_broker_url(args.broker)
-    server_identity = load_or_create_server_identity(args.data / "server-key.json")
-    identity = new_device(args.device_id, units=tuple(args.units))
-    store = SqliteStore(args.data / "yijing.db")
-    try:
-        store.add_device(
-            Device(identity.device_id, args.label, identity.units, int(time.time() * 1000)),
-            DeviceKey(
-                identity.device_id,
-                identity.key_id,
-                identity.mac_key,
-                raw_public(identity.public_key),
-            ),
-        )
-    finally:
-        store.close()
-    out = args.out or Path(f"{identity.device_id}.json")
-    write_enrolment(
-        out,
-        Enrolment(
-            identity,
-            server_identity.public_key,
-            server_identity.key_id,
-            BrokerAddress(broker.host, broker.port, broker.protocol),
-        ),
-    )
-    print(f"registered {identity.device_id}; enrolment bundle (secret, mode 0600): {out}")
-    return 0
-
-
-def cmd_provision_token(args: argparse.Namespace) -> int:
-    from server.web.access import Role, TokenAuthenticator
-
-    token = TokenAuthenticator.issue(
-        args.data / "tokens.json", args.name, Role(args.role), scope=args.scope
-    )
-    scope = f", scope {args.scope}" if args.scope else ""
-    print(
-        f"token for {args.name} ({args.role}{scope}), shown once:\n{token}\n"
-        f"sign-in link: http://<server>/login?token={token}\n"
-        "(a running server reads new tokens at its next start)"
-    )
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="yijing",
@@ -187,7 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--broker",
         default=None,
         metavar="URL",
-        help="mqtt://host:port[?protocol=3.1.1]; default: start a local broker",
+        help="mqtt://host:port[?protocol=3.1.1], or mqtts://host:port with the station's "
+        "certificates from DATA/pki; default: start a local broker",
+    )
+    p.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="mark sign-in cookies Secure on plain HTTP too: the server is behind a TLS "
+        "proxy (over HTTPS they always are)",
+    )
+    p.add_argument(
+        "--mqtt-listen",
+        metavar="HOST:PORT",
+        help="start the local broker with a TLS listener here for terminals: client "
+        "certificates from the station CA (made in DATA/pki on first start), an ACL per "
+        "terminal; default: a plain listener on 127.0.0.1 only (development, demo)",
     )
     p.add_argument(
         "--tiles",
@@ -255,46 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser(
-        "provision",
-        help="enrol terminals, mint sign-in tokens",
-        epilog=EXAMPLES["provision"],
-        formatter_class=fmt,
-    )
-    psub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    d = psub.add_parser(
-        "device",
-        help="register a terminal and write its enrolment bundle",
-        epilog=EXAMPLES["provision"],
-        formatter_class=fmt,
-    )
-    d.add_argument("device_id", help="terminal id: letters, digits, . _ - (max 64)")
-    d.add_argument("--units", nargs="*", default=[], help="org units whose broadcasts it gets")
-    d.add_argument("--label", default="", help="a human name for the terminal")
-    d.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL the terminal uses")
-    d.add_argument("--data", type=Path, default=Path("var/server"), help="the server's data folder")
-    d.add_argument("--out", type=Path, default=None, help="bundle path (default: ID.json)")
-    d.set_defaults(func=cmd_provision_device)
-    t = psub.add_parser(
-        "token",
-        help="mint a sign-in token for a person",
-        epilog=EXAMPLES["provision"],
-        formatter_class=fmt,
-    )
-    t.add_argument("--name", required=True, help="who the token is for")
-    t.add_argument("--role", required=True, choices=["volunteer", "officer", "inspector", "admin"])
-    t.add_argument(
-        "--scope",
-        default=None,
-        help="unit id whose subtree the person may see (default: the whole organisation)",
-    )
-    t.add_argument("--data", type=Path, default=Path("var/server"), help="the server's data folder")
-    t.set_defaults(func=cmd_provision_token)
+    from .provision_cli import add_parser as add_provision_parser
+
+    add_provision_parser(sub)
+    from .account_cli import add_parser as add_account_parser
     from .audit_cli import add_parser as add_audit_parser
     from .report_cli import add_parser as add_report_parser
 
     add_report_parser(sub)
     add_audit_parser(sub)
+    add_account_parser(sub)
     return parser
 
 

@@ -4,10 +4,15 @@ Exception tree::
 
     LinkError                 base of everything this module raises
     ├── LinkConfigError       a setting that cannot work (bad host, port, protocol)
+    │   └── LinkTlsError      TLS files that cannot be loaded (missing, not PEM, key ≠ cert)
     └── NotConnected          publish while the link is down; the caller keeps the data
 
-paho's own errors (``OSError`` from the socket, ``ValueError`` from bad arguments, non-zero
-return codes) are converted here, once, with ``raise ... from exc``.
+paho's own errors (``OSError`` from the socket, ``ssl.SSLError`` from the TLS handshake,
+``ValueError`` from bad arguments, non-zero return codes) are converted here, once, with
+``raise ... from exc``. A connection the broker refuses (a revoked or foreign certificate, a
+CONNACK failure) is not raised: the link keeps retrying with the backoff below, logs the
+reason once as a warning (repeats at debug, so a revoked terminal does not fill its disk with
+logs) and exposes it as ``last_failure``.
 
 Reconnects are ours, not paho's: paho's built-in delay doubles without jitter, so a thousand
 terminals that lost the same cell tower reconnect in lock-step. ``Backoff`` is capped
@@ -21,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -41,8 +48,21 @@ class LinkConfigError(LinkError):
     """A setting that cannot work."""
 
 
+class LinkTlsError(LinkConfigError):
+    """The TLS files cannot be used."""
+
+
 class NotConnected(LinkError):
     """The link is down; nothing was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files for mutual TLS: the CA that signed the broker, our certificate and key."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
 
 
 class Backoff:
@@ -109,6 +129,7 @@ class MqttLink:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         logger: logging.Logger | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         if protocol not in ("5", "3.1.1"):
             raise LinkConfigError(f"protocol must be '5' or '3.1.1', got {protocol!r}")
@@ -132,6 +153,9 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self._connected_at = 0.0
         self.connects = 0
+        self.tls = tls
+        self._last_failure: str | None = None
+        self._paho_error: str | None = None
 
         if self.v5:
             client = paho.Client(
@@ -145,7 +169,11 @@ class MqttLink:
                 protocol=paho.MQTTv311,
                 clean_session=session_expiry_s == 0,
             )
-        client.enable_logger(self._log.getChild("paho"))
+        # paho's own log goes through us: its socket errors become the failure reason,
+        # logged once rather than on every retry.
+        client.on_log = self._handle_log
+        if tls is not None:
+            self._tls_set(client, tls)
         if username is not None:
             client.username_pw_set(username, password)
         if will is not None:
@@ -158,6 +186,37 @@ class MqttLink:
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         self._client = client
+
+    def _tls_set(self, client: paho.Client, tls: TlsFiles) -> None:
+        # PROTOCOL_TLS_CLIENT: verify the broker's certificate and host name (its SANs).
+        try:
+            client.tls_set(
+                ca_certs=str(tls.ca_file),
+                certfile=str(tls.cert_file),
+                keyfile=str(tls.key_file),
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise LinkTlsError(
+                f"TLS files {tls.ca_file}, {tls.cert_file}, {tls.key_file}: {exc}"
+            ) from exc
+
+    @property
+    def last_failure(self) -> str | None:
+        """Why the last attempt to connect failed; None once connected."""
+        return self._last_failure
+
+    def _note_failure(self, reason: str, delay: float) -> None:
+        if reason != self._last_failure:
+            self._log.warning(
+                "%s: cannot connect to %s:%s: %s (retrying with backoff; repeats logged at debug)",
+                self.client_id,
+                self.host,
+                self.port,
+                reason,
+            )
+            self._last_failure = reason
+        self._log.debug("%s: %s; retry in %.1fs", self.client_id, reason, delay)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -233,13 +292,12 @@ class MqttLink:
     def _run(self) -> None:
         # Everything that touches the client happens on this thread; stop() only sets a flag.
         while not self._stop.is_set():
+            self._paho_error = None
             try:
                 self._connect()
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError) as exc:  # refused, unreachable, TLS handshake failed
                 delay = self._backoff.next_delay()
-                self._log.info(
-                    "connect to %s:%s failed (%s); retry in %.1fs", self.host, self.port, exc, delay
-                )
+                self._note_failure(str(exc) or type(exc).__name__, delay)
                 self._stop.wait(delay)
                 continue
             rc = paho.MQTT_ERR_SUCCESS
@@ -247,15 +305,22 @@ class MqttLink:
                 rc = self._client.loop(timeout=0.2)
             if self._stop.is_set():
                 break
-            if self._connected.is_set():
+            was_up = self._connected.is_set()
+            if was_up:
                 self._mark_down()
             delay = self._backoff.next_delay()
-            self._log.info(
-                "link %s down (%s); reconnect in %.1fs",
-                self.client_id,
-                paho.error_string(rc),
-                delay,
-            )
+            if was_up:
+                self._log.info(
+                    "link %s down (%s); reconnect in %.1fs",
+                    self.client_id,
+                    paho.error_string(rc),
+                    delay,
+                )
+            else:
+                # Never got a CONNACK: with TLS 1.3 the broker rejects a client certificate
+                # after the handshake, so the reason surfaces on the first read, via paho's log.
+                reason = self._paho_error or paho.error_string(rc)
+                self._note_failure(reason, delay)
             self._stop.wait(delay)
         if self._connected.is_set():
             # MQTT 5 §3.14: a normal DISCONNECT, so the broker does not publish our will.
@@ -291,8 +356,9 @@ class MqttLink:
         properties: object,
     ) -> None:
         if getattr(reason_code, "is_failure", False):
-            self._log.warning("broker refused %s: %s", self.client_id, reason_code)
+            self._paho_error = f"broker refused the connection: {reason_code}"
             return
+        self._last_failure = None
         for topic_filter, qos in self._subscriptions:
             client.subscribe(topic_filter, qos=qos)
         self._connected_at = self._clock()
@@ -311,6 +377,11 @@ class MqttLink:
     ) -> None:
         if self._connected.is_set():
             self._mark_down()
+
+    def _handle_log(self, client: paho.Client, userdata: object, level: int, buf: str) -> None:
+        if level == paho.MQTT_LOG_ERR:
+            self._paho_error = buf
+        self._log.getChild("paho").debug("%s", buf)
 
     def _handle_message(
         self, client: paho.Client, userdata: object, message: paho.MQTTMessage

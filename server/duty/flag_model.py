@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from protocol.errors import AuthenticationError, BadTag, UnknownKey
+from protocol.errors import AuthenticationError, BadTag, Revoked, Stale, UnknownKey
 
 from ..fixpack import FixArray
 from ..org.model import Shift
@@ -57,12 +57,18 @@ MAX_SKEW_MS = 10_000
 #: means the frame was well formed but *not proven genuine*: the ``AuthenticationError``
 #: subtree of ``protocol/errors.py``. ``BadTag``: a MAC or signature that does not verify (a
 #: forged or altered frame). ``UnknownKey``: a key id the server does not hold (a cloned or
-#: revoked enrolment). Excluded: ``MalformedFrame``/``UnsupportedVersion``, ``InvalidField``
+#: stale enrolment). ``Revoked``: a genuine frame from a terminal that was revoked (someone is
+#: still using a lost terminal). ``Stale``: a genuine frame sealed longer ago than the replay
+#: window (a replay of captured traffic, or a terminal back after a month).
+#: Excluded: ``MalformedFrame``/``UnsupportedVersion``, ``InvalidField``
 #: and ``TopicError`` — bytes that are not a valid frame or topic say nothing about who sent
 #: them (an old or broken agent sends them every time), and the device they are counted
-#: against is only the one the unauthenticated topic names. Replays are not rejections at all:
-#: (device, seq) deduplicates them at the store. Named from the classes, so a rename fails here.
-AUTHENTICITY_FAILURES = frozenset(c.__name__ for c in (AuthenticationError, UnknownKey, BadTag))
+#: against is only the one the unauthenticated topic names. Replays within the window are not
+#: rejections at all: (device, seq) deduplicates them at the store. Named from the classes, so
+#: a rename fails here.
+AUTHENTICITY_FAILURES = frozenset(
+    c.__name__ for c in (AuthenticationError, UnknownKey, BadTag, Revoked, Stale)
+)
 
 #: An outage that begins at most this long before a spot check and ends at most this long
 #: after its deadline frames the check: the pattern of switching off just for it. Five minutes

@@ -243,6 +243,10 @@ def _csv_record(kind: Kind, header: list[str], row: list[str] | csv.Error) -> Re
         raise
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def import_geojson(
     store: OrgStore, text: str, *, at_ms: int, scope: str | None = None
 ) -> ImportReport:
@@ -252,8 +256,14 @@ def import_geojson(
     _check_size(text)
     report = ImportReport(str(Kind.POSTS))
     try:
-        doc = json.loads(text.removeprefix("\ufeff"))
-    except ValueError as exc:
+        doc = json.loads(text.removeprefix("\ufeff"), parse_constant=_no_constant)
+        # A lone surrogate ("\ud800") parses but cannot be stored as UTF-8: refuse it here,
+        # not in the middle of the import's transaction.
+        json.dumps(doc, ensure_ascii=False).encode()
+    except RecursionError:
+        report.errors.append(RowError(0, "file", "not JSON: nested too deeply"))
+        return report
+    except ValueError as exc:  # UnicodeEncodeError is one too
         report.errors.append(RowError(0, "file", f"not JSON: {exc}"))
         return report
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":

@@ -36,8 +36,9 @@ def zone(name: str, field: str = "tz") -> ZoneInfo:
         raise PeriodError(field, f"{name!r} is not a timezone name such as Asia/Shanghai")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise PeriodError(field, f"unknown timezone {name!r}") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name longer than the file system allows (ENAMETOOLONG).
+        raise PeriodError(field, f"unknown timezone {name[:80]!r}") from None
 
 
 def parse_day(field: str, text: str) -> dt.date:

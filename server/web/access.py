@@ -10,9 +10,20 @@ inspector      on-duty and usage rates, spot checks, reports; never dispatches
 admin          organisation, terminals, accounts
 =============  ===================================================================
 
-Who the caller is comes from an ``Authenticator``. Today that is a bearer token (header, or a
-cookie set by ``/login?token=...``); people's accounts with sessions and CSRF protection
-replace it without touching any handler.
+Who the caller is comes from an ``Authenticator``: machine clients send a bearer token
+(``TokenAuthenticator``); browsers hold a session (``SessionAuthenticator``, people's
+accounts in ``server.accounts``), opened by a password or by a ``/login?token=`` link. A
+session is an ambient credential, so the middleware also refuses, for a request that a
+session authenticated:
+
+- an unsafe method (POST, PUT, PATCH, DELETE) without ``X-CSRF-Token`` equal to the
+  session's own token (403; the page reads it from the ``yj_csrf`` cookie, which only a page
+  of this origin can read);
+- a WebSocket upgrade whose ``Origin`` is not this server (403: cross-site WebSocket
+  hijacking — browsers send cookies with a WebSocket handshake from any site).
+
+Bearer requests are exempt: a browser never adds that header by itself. Without an account
+store (tests that build the app by hand) the old ``yj_token`` cookie is still accepted.
 """
 
 from __future__ import annotations
@@ -25,12 +36,16 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from ..errors import ConfigError, StoreError
 from .throttle import SignInThrottle
+
+if TYPE_CHECKING:
+    from ..accounts import Accounts, NewSession, Session
 
 
 class Role(enum.StrEnum):
@@ -47,7 +62,12 @@ ADMIN_ONLY = frozenset({Role.ADMIN})
 
 _ROLES_ATTR = "__yijing_roles__"
 _AUDIT_ATTR = "__yijing_audit__"
+_CSRF_EXEMPT_ATTR = "__yijing_csrf_exempt__"
 COOKIE = "yj_token"
+SESSION_COOKIE = "yj_session"
+CSRF_COOKIE = "yj_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -63,6 +83,10 @@ class Principal:
 
 #: Who made the request (``None``: anonymous), set by the middleware for every request.
 PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
+#: The browser session that authenticated the request (``None``: a bearer token, or nobody).
+SESSION: web.RequestKey[object] = web.RequestKey("session")
+#: The app's ``server.accounts.Accounts`` (absent: no people's accounts, tokens only).
+ACCOUNTS: web.AppKey[object] = web.AppKey("accounts", object)
 
 
 class Authenticator(Protocol):
@@ -76,13 +100,23 @@ class Routes:
         self.table = web.RouteTableDef()
 
     def add(
-        self, method: str, path: str, *, roles: frozenset[Role], audit: str | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        roles: frozenset[Role],
+        audit: str | None = None,
+        csrf: bool = True,
     ) -> Callable[[Handler], Handler]:
         """``audit``: the action written to the audit trail (``server.audit``) each time the
-        route is used — people's looks at a terminal, dispatches, checks, exports, changes."""
+        route is used — people's looks at a terminal, dispatches, checks, exports, changes.
+        ``csrf=False``: a browser session need not send ``X-CSRF-Token`` (only signing in,
+        which does not act with the session it replaces)."""
 
         def register(handler: Handler) -> Handler:
             setattr(handler, _ROLES_ATTR, roles)
+            if not csrf:
+                setattr(handler, _CSRF_EXEMPT_ATTR, True)
             if audit is not None:
                 setattr(handler, _AUDIT_ATTR, audit)
             self.table.route(method, path)(handler)
@@ -160,16 +194,97 @@ class TokenAuthenticator:
         return token
 
     def check(self, token: str) -> Principal | None:
-        digest = _token_digest(token)
+        return self.check_digest(_token_digest(token))
+
+    def check_digest(self, digest: str) -> Principal | None:
         for known, principal in self._by_digest.items():
             if hmac.compare_digest(known, digest):
                 return principal
         return None
 
+    @staticmethod
+    def digest(token: str) -> str:
+        return _token_digest(token)
+
+    def bearer(self, request: web.Request) -> Principal | None:
+        """The principal of an ``Authorization: Bearer`` header, if any."""
+        header = request.headers.get("Authorization", "")
+        return self.check(header[7:]) if header.startswith("Bearer ") and header[7:] else None
+
     def authenticate(self, request: web.Request) -> Principal | None:
         header = request.headers.get("Authorization", "")
         token = header[7:] if header.startswith("Bearer ") else request.cookies.get(COOKIE, "")
         return self.check(token) if token else None
+
+
+class SessionAuthenticator:
+    """A session cookie first, then a bearer token. A session opened by a token link holds
+    the token's digest and lasts only while the token is still known."""
+
+    def __init__(self, accounts: Accounts, tokens: TokenAuthenticator) -> None:
+        self.accounts = accounts
+        self.tokens = tokens
+
+    def authenticate(self, request: web.Request) -> Principal | None:
+        session_id = request.cookies.get(SESSION_COOKIE, "")
+        # 43 characters: token_urlsafe(32); anything else is not ours and costs no look-up.
+        if session_id and len(session_id) <= 64:
+            session = self.accounts.session(session_id)
+            if session is not None and (
+                session.token_sha256 is None
+                or self.tokens.check_digest(session.token_sha256) is not None
+            ):
+                request[SESSION] = session
+                return session.principal
+        return self.tokens.bearer(request)
+
+
+def set_session_cookies(
+    response: web.StreamResponse, request: web.Request, opened: NewSession
+) -> None:
+    """``yj_session`` (HttpOnly: no script reads it) and ``yj_csrf`` (readable by this
+    origin's pages, which echo it in ``X-CSRF-Token``). Both Strict: no other site's page
+    sends them; Secure on HTTPS (or when the app says it is always behind HTTPS)."""
+    secure = request.secure or bool(request.app.get(SECURE_COOKIES, False))
+    # As long as the absolute limit: the idle limit is the server's to apply, so an idle
+    # session is answered by a 401 (the page then goes to /login), not a vanished cookie.
+    age = 7 * 86_400
+    for name, value, httponly in (
+        (SESSION_COOKIE, opened.session_id, True),
+        (CSRF_COOKIE, opened.session.csrf, False),
+    ):
+        response.set_cookie(
+            name, value, httponly=httponly, samesite="Strict", secure=secure, path="/", max_age=age
+        )
+
+
+def clear_session_cookies(response: web.StreamResponse) -> None:
+    for name in (SESSION_COOKIE, CSRF_COOKIE, COOKIE):
+        response.del_cookie(name, path="/")
+
+
+#: Set cookies Secure even on plain HTTP (a TLS-terminating proxy in front that aiohttp was
+#: not told about). Put in the app through ``make_app(services=...)``.
+SECURE_COOKIES: web.AppKey[object] = web.AppKey("secure_cookies", object)
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False
+    parts = urlsplit(origin)
+    return parts.netloc.lower() == request.host.lower() and parts.scheme in ("http", "https")
+
+
+def _csrf_refusal(request: web.Request, session: Session) -> web.Response | None:
+    """Why a session's request is refused as possibly forged, or None."""
+    if request.method in UNSAFE:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+            return error(403, f"missing or wrong {CSRF_HEADER} header (reload the page)")
+    if request.headers.get("Upgrade", "").lower() == "websocket" and not _same_origin(request):
+        return error(403, "a WebSocket with this server's cookie must come from its own pages")
+    return None
 
 
 def error(status: int, message: str, **extra: Any) -> web.Response:
@@ -204,7 +319,9 @@ def access_middleware(auth: Authenticator, record: Recorder | None = None) -> An
                 raise request.match_info.http_exception
             return error(500, "route declares no roles")  # check_declared makes this unreachable
         # Guessing credentials is slowed per address (``throttle``); a request that presents
-        # none is not a guess.
+        # none is not a guess. A session id is not counted: 256 random bits are not guessed,
+        # and a page whose session ended sends a dozen requests at once, which must not lock
+        # its person out of signing in again.
         throttle = request.app.get(THROTTLE)
         presented = "Authorization" in request.headers or COOKIE in request.cookies
         address = request.remote or "?"
@@ -212,14 +329,26 @@ def access_middleware(auth: Authenticator, record: Recorder | None = None) -> An
             wait = throttle.retry_after(address)
             if wait is not None:
                 return too_many(wait)
-        principal = auth.authenticate(request)
+        request[SESSION] = None
+        try:
+            principal = auth.authenticate(request)
+        except StoreError as exc:
+            return error(503, f"cannot check the sign-in now: {exc}")
         if presented and principal is None and isinstance(throttle, SignInThrottle):
             throttle.failed(address)
         request[PRINCIPAL] = principal
+        session = request[SESSION]
+        if session is not None and not getattr(route_handler, _CSRF_EXEMPT_ATTR, False):
+            refusal = _csrf_refusal(request, session)  # type: ignore[arg-type]
+            if refusal is not None:
+                return refusal
         if roles is PUBLIC or not roles:
             return await handler(request)
         if principal is None:
-            return error(401, "sign in first: open the link printed by `yijing server`")
+            response = error(401, "sign in first: /login, or the link printed by `yijing server`")
+            if SESSION_COOKIE in request.cookies:
+                clear_session_cookies(response)  # ended or unknown: stop sending it
+            return response
         if principal.role not in roles:
             allowed = ", ".join(sorted(r.value for r in roles))
             return error(403, f"role {principal.role.value} may not do this (needs: {allowed})")

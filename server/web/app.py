@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -11,29 +12,36 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ..accounts import Accounts, Session
 from ..audit import AuditLog
 from ..ingest import IngestStats
 from ..live import Hub, LiveState, TerminalDoc
 from ..snapshots import SnapshotFiles
 from ..store import Store
 from .access import (
+    ACCOUNTS,
     COOKIE,
     PRINCIPAL,
     PUBLIC,
+    SESSION,
     THROTTLE,
     WATCH,
     Authenticator,
     Principal,
     Routes,
+    SessionAuthenticator,
     TokenAuthenticator,
     access_middleware,
     check_declared,
     error,
+    set_session_cookies,
     too_many,
 )
 from .keys import AUDIT, AUTH, CLOCK, FILES, HUB, LIVE, ORG, STATS, STORE
 from .scope import visible_units
 from .throttle import SignInThrottle
+
+log = logging.getLogger("yijing.web")
 
 STATIC = Path(__file__).parent / "static"
 
@@ -76,15 +84,22 @@ async def index(request: web.Request) -> web.StreamResponse:
 @routes.add("GET", "/static/{name}", roles=PUBLIC)
 async def static(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
+    # Only plain file names inside static/: no "..", no sub-directories, no name longer than a
+    # file system allows (is_file() raises ENAMETOOLONG rather than answer).
+    if "/" in name or name.startswith(".") or len(name.encode()) > 255:
+        return error(404, f"no static file {name[:80]!r}")
     path = STATIC / name
-    # Only plain file names inside static/: no "..", no sub-directories.
-    if "/" in name or name.startswith(".") or not path.is_file():
+    if not path.is_file() or path.resolve().parent != STATIC.resolve():
         return error(404, f"no static file {name!r}")
     return web.FileResponse(path)
 
 
 @routes.add("GET", "/login", roles=PUBLIC)
 async def login(request: web.Request) -> web.StreamResponse:
+    """Without a token: the sign-in form. With one (the link `yijing server` prints): a
+    session like a password's, or, in an app without accounts, the token as a cookie."""
+    if "token" not in request.query:
+        return web.FileResponse(STATIC / "login.html")
     token = request.query.get("token", "")
     auth: TokenAuthenticator = request.app[AUTH]  # type: ignore[assignment]
     throttle = request.app.get(THROTTLE)
@@ -103,9 +118,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not target.startswith("/") or target.startswith(("//", "/\\")):
         target = "/"
     response = web.HTTPFound(target)
-    response.set_cookie(
-        COOKIE, token, httponly=True, samesite="Strict", secure=request.secure, max_age=12 * 3600
-    )
+    accounts = request.app.get(ACCOUNTS)
+    if isinstance(accounts, Accounts):
+        principal = auth.check(token)
+        assert principal is not None
+        opened = await asyncio.to_thread(
+            accounts.open, principal, token_sha256=TokenAuthenticator.digest(token)
+        )
+        set_session_cookies(response, request, opened)
+        response.del_cookie(COOKIE, path="/")
+    else:
+        response.set_cookie(
+            COOKIE, token, httponly=True, samesite="Strict", secure=request.secure,
+            max_age=12 * 3600,
+        )  # fmt: skip
     raise response
 
 
@@ -118,8 +144,19 @@ async def health(request: web.Request) -> web.StreamResponse:
 async def me(request: web.Request) -> web.StreamResponse:
     principal = request[PRINCIPAL]
     if principal is None:
-        return error(401, "sign in first: open the link printed by `yijing server`")
-    return web.json_response({"name": principal.name, "role": principal.role.value})
+        return error(401, "sign in first: /login, or the link printed by `yijing server`")
+    doc: dict[str, object] = {
+        "name": principal.name,
+        "role": principal.role.value,
+        "scope": principal.scope,
+    }
+    session = request[SESSION]
+    if isinstance(session, Session):
+        # The page may also take it from here (a cookie-less test, an embedded view).
+        doc["csrf"] = session.csrf
+        doc["account"] = session.username
+        doc["expires_ms"] = session.expires_ms
+    return web.json_response(doc)
 
 
 async def _live_units(request: web.Request) -> frozenset[str] | None:
@@ -227,8 +264,9 @@ async def snapshot_file(request: web.Request) -> web.StreamResponse:
     sha = name.removesuffix(".jpg")
     if not name.endswith(".jpg") or not files.valid_name(sha):
         return error(400, f"{name!r}: expected <sha256 in lowercase hex>.jpg")
-    path = files.path(sha)
-    if not path.is_file():
+    # served(): None also for a link planted in the folder that leads outside it.
+    path = files.served(sha)
+    if path is None:
         return error(404, f"no snapshot {sha}")
     if await _live_units(request) is not None:
         store: Store = request.app[STORE]  # type: ignore[assignment]
@@ -273,9 +311,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
 def _update_text(now_ms: int, docs: list[dict[str, Any]]) -> str:
     """An ``update`` message, each terminal's JSON encoded once for all watchers."""
     parts = [d.text() if isinstance(d, TerminalDoc) else json.dumps(d) for d in docs]
-    return (
-        f'{{"type": "update", "server_time_ms": {now_ms}, "terminals": [{", ".join(parts)}]}}'
-    )
+    return f'{{"type": "update", "server_time_ms": {now_ms}, "terminals": [{", ".join(parts)}]}}'
 
 
 @routes.add("GET", "/api/v1/live", roles=WATCH, audit="watch_live")
@@ -352,6 +388,9 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         return error(exc.status, f"{exc.reason}: {request.method} {request.path}")
+    except Exception:  # a bug: still JSON, and logged with its traceback, never the text
+        log.exception("%s %s failed", request.method, request.path)
+        return error(500, "internal error (logged on the server)")
 
 
 def make_app(
@@ -367,8 +406,16 @@ def make_app(
     services: Mapping[web.AppKey[Any], object] | None = None,
 ) -> web.Application:
     """The web app; ``extra_routes`` are the route tables of the ``*_routes`` modules, and
-    ``services`` the objects their handlers find under the keys of ``server.web.keys``."""
-    app = web.Application(middlewares=[json_errors, access_middleware(auth, _record)])
+    ``services`` the objects their handlers find under the keys of ``server.web.keys``.
+
+    With ``services[ACCOUNTS]`` (``server.accounts.Accounts``) browsers sign in with
+    sessions (cookie + CSRF) and ``auth``, a ``TokenAuthenticator``, serves bearer tokens and
+    token links; ``session_routes.routes`` then belongs in ``extra_routes``."""
+    accounts = (services or {}).get(ACCOUNTS)
+    checker: Authenticator = auth
+    if isinstance(accounts, Accounts) and isinstance(auth, TokenAuthenticator):
+        checker = SessionAuthenticator(accounts, auth)
+    app = web.Application(middlewares=[json_errors, access_middleware(checker, _record)])
     for key, service in (services or {}).items():
         app[key] = service
     app[STORE] = store

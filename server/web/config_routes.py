@@ -26,6 +26,8 @@ routes = Routes()
 
 #: Highest zoom level a tile pyramid has in practice (street level is 18–19).
 MAX_ZOOM = 22
+_NUMBER = re.compile(r"[0-9]{1,10}")
+_TILE = re.compile(r"[0-9]{1,10}\.png")
 _TEMPLATE = re.compile(r"^(https?://[^\s]+|/[^\s]*)$")
 
 
@@ -81,14 +83,20 @@ async def tile(request: web.Request) -> web.StreamResponse:
         return error(404, "this server serves no tiles (start it with --tiles-dir)")
     m = request.match_info
     z, x, name = m["z"], m["x"], m["name"]
-    # Only digits reach the file system: no "..", no other names.
-    if not (z.isdigit() and x.isdigit() and name.endswith(".png") and name[:-4].isdigit()):
+    # Only ASCII digits reach the file system: no "..", no other names. (Not isdigit(): "²"
+    # and "٣" pass it, and int() refuses the first; a bounded length, as int() refuses more
+    # than 4300 digits. Either was a 500.)
+    if not (_NUMBER.fullmatch(z) and _NUMBER.fullmatch(x) and _TILE.fullmatch(name)):
         return error(400, f"tile {z}/{x}/{name}: expected /tiles/<z>/<x>/<y>.png with integers")
     zoom, col, row = int(z), int(x), int(name[:-4])
     if zoom > MAX_ZOOM or col >= 2**zoom or row >= 2**zoom:
         return error(400, f"tile {zoom}/{col}/{row} is outside the tile pyramid")
     path = folder / str(zoom) / str(col) / f"{row}.png"
     if not path.is_file():
+        return error(404, f"no tile {zoom}/{col}/{row}")
+    # A link inside the folder (downloaders share one blank tile so) is fine; one leading
+    # outside it would serve any file the server may read.
+    if not path.resolve().is_relative_to(folder.resolve()):
         return error(404, f"no tile {zoom}/{col}/{row}")
     return web.FileResponse(
         path, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=86400"}

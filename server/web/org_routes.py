@@ -31,6 +31,7 @@ from ..org.model import OrgError, Shift
 from ..org.store import OrgConflict
 from .access import ADMIN_ONLY, PRINCIPAL, WATCH, Routes
 from .keys import CLOCK
+from .requests import BadField, json_body
 from .scope import forbidden, in_scope, narrow, org_store, require_in_scope, visible_units
 
 routes = Routes()
@@ -39,6 +40,8 @@ PREFIX = "/api/v1/org"
 #: A roster generated for more than about two months at once is more likely a typo in a year.
 MAX_GENERATE_DAYS = 62
 MAX_SHIFTS_LISTED = 100_000
+#: The largest JSON body of one record (a post's polygon of a few thousand points fits).
+BODY_LIMIT = 1024 * 1024
 _SINGULAR = {
     Kind.UNITS: "unit",
     Kind.VOLUNTEERS: "volunteer",
@@ -73,10 +76,13 @@ async def _run(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
 
 
 async def _json_body(request: web.Request) -> Any:
+    # Not ``request.json()``: past aiohttp's ``client_max_size`` that answers 413 without
+    # saying why, and it lets through NaN and JSON nested deep enough to raise
+    # RecursionError (a 500); ``json_body`` refuses all of these by name.
     try:
-        return await request.json()
-    except ValueError as exc:
-        _fail(web.HTTPBadRequest, f"body: not JSON ({exc})")
+        return await json_body(request, limit=BODY_LIMIT, empty_ok=False)
+    except BadField as exc:
+        _fail(web.HTTPBadRequest, str(exc))
 
 
 def _int_query(request: web.Request, name: str, lo: int, hi: int) -> int | None:
@@ -227,6 +233,10 @@ async def generate(request: web.Request) -> web.StreamResponse:
     doc = await _json_body(request)
     if not isinstance(doc, dict):
         _fail(web.HTTPBadRequest, 'body: expected {"from": "YYYY-MM-DD", "to": "YYYY-MM-DD"}')
+    unknown = sorted(set(doc) - {"from", "to"})
+    if unknown:
+        # A misspelt field ("form", "until") must not be dropped while shifts are made anyway.
+        _fail(web.HTTPBadRequest, f"{unknown[0]}: unknown field (expected: from, to)")
     first, last = _day(doc, "from"), _day(doc, "to")
     if last < first:
         _fail(web.HTTPBadRequest, f"to: {last} is before from ({first})")
@@ -309,4 +319,7 @@ async def import_file(request: web.Request) -> web.StreamResponse:
             )
     except ImportRefused as exc:
         _too_large(str(exc), MAX_BYTES)
+    except RecursionError:
+        # json.loads raises this, not ValueError, for GeoJSON nested ~1000 deep: a 500 else.
+        _fail(web.HTTPBadRequest, "body: JSON nested too deeply")
     return web.json_response(report.to_json(), status=200 if report.ok else 422)

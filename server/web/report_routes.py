@@ -48,6 +48,7 @@ from ..reports.service import (
 from ..reports.shapes import shift_detail_json, unit_report_json
 from .access import PRINCIPAL, Principal, Role, Routes, error
 from .keys import REPORTS
+from .requests import BadField, json_body
 from .scope import in_scope, visible_units
 
 routes = Routes()
@@ -105,6 +106,10 @@ def _period(first: object, last: object, tz: object) -> Period:
         return Period.parse(_text("from", first), _text("to", last), _text("tz", tz, DEFAULT_TZ))
     except PeriodError as exc:
         raise _bad(exc.field, exc.reason) from None
+    except OSError:
+        # ZoneInfo opens the name as a file: one past 255 bytes raises ENAMETOOLONG, a 500
+        # else (server/reports/period.py's zone() catches only ValueError).
+        raise _bad("tz", "not a time zone name (such as Asia/Shanghai)") from None
 
 
 def _query_period(request: web.Request) -> Period:
@@ -268,15 +273,12 @@ def _job_json(view: JobView, visible: set[str] | None) -> dict[str, Any]:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > BODY_LIMIT:
-        raise _bad("body", f"larger than {BODY_LIMIT} bytes")
-    raw = await request.content.read(BODY_LIMIT + 1)
-    if len(raw) > BODY_LIMIT:
-        raise _bad("body", f"larger than {BODY_LIMIT} bytes")
+    # ``json_body``: 413 past the limit even for a chunked body read in several pieces, and
+    # no NaN or RecursionError (a 500) from JSON nested thousands deep.
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise _bad("body", "not JSON") from None
+        doc = await json_body(request, limit=BODY_LIMIT, empty_ok=False)
+    except BadField as exc:
+        raise _bad(exc.field, str(exc).removeprefix(f"{exc.field}: ")) from None
     if not isinstance(doc, dict):
         raise _bad("body", "expected a JSON object")
     unknown = sorted(set(doc) - _JOB_FIELDS)

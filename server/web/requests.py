@@ -49,22 +49,93 @@ def _too_large(limit: int, actual: int) -> web.HTTPRequestEntityTooLarge:
     )
 
 
-async def json_object(
-    request: web.Request, *, allowed: frozenset[str], limit: int, empty_ok: bool = True
-) -> dict[str, Any]:
-    """The body's JSON object with only ``allowed`` fields (an empty body is ``{}`` when
-    ``empty_ok``). More than ``limit`` bytes answer 413 before the rest is read."""
+#: How deep a request's JSON may nest. The deepest real body (a GeoJSON polygon inside a
+#: feature collection) is 7 levels; a body nested hundreds deep is an attack on the parser
+#: (Python's ``json`` raises ``RecursionError``, not ``ValueError``, past ~1000 levels, and
+#: code that walks or prints a value that deep can hit the limit later on).
+MAX_DEPTH = 32
+
+
+def _no_constant(name: str) -> Any:
+    # json.loads takes NaN, Infinity and -Infinity by default; no field of ours means them,
+    # a NaN slips through range checks (every comparison is false), and json.dumps would
+    # then write them back as invalid JSON.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check(value: Any) -> None:
+    """Refuse nesting past ``MAX_DEPTH`` and text that is not Unicode (walked iteratively:
+    the point is not to recurse)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                # "\ud800" is valid JSON but no character: SQLite cannot store it, and it
+                # failed inside the stores' transactions as a 500.
+                raise BadField(
+                    "body", "text with a lone surrogate (\\udXXX) is not Unicode"
+                ) from None
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                raise BadField("body", f"nested deeper than {MAX_DEPTH} levels")
+            if isinstance(item, dict):
+                stack.extend((k, depth + 1) for k in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Strict JSON: ``BadField("body", ...)`` for anything that is not JSON text, for NaN and
+    Infinity, for nesting deeper than ``MAX_DEPTH`` and for lone surrogates."""
+    try:
+        doc = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadField("body", f"nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        # (int() past 4300 digits, invalid UTF-8 and lone surrogates are ValueErrors too.)
+        raise BadField("body", f"not JSON ({exc})") from None
+    _check(doc)
+    return doc
+
+
+async def read_at_most(request: web.Request, size: int) -> bytes:
+    """The body's first ``size`` bytes (all of it if shorter). ``content.read(n)`` alone
+    returns what has arrived so far, at most ``n``: a body in several TCP segments would be
+    cut short (and its tail never read), so read until the end or ``size``."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < size:
+        chunk = await request.content.read(size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: web.Request, *, limit: int, empty_ok: bool = True) -> Any:
+    """The body parsed by ``parse_json`` (an empty body is ``{}`` when ``empty_ok``). More
+    than ``limit`` bytes answer 413 before the rest is read, whether or not the length was
+    declared; read from the stream, so the app's ``client_max_size`` does not apply."""
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit, request.content_length)
-    raw = await request.content.read(limit + 1)  # a chunked body has no length to check
+    raw = await read_at_most(request, limit + 1)  # a chunked body has no length to check
     if len(raw) > limit:
         raise _too_large(limit, len(raw))
     if empty_ok and not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadField("body", f"not JSON ({exc})") from None
+    return parse_json(raw)
+
+
+async def json_object(
+    request: web.Request, *, allowed: frozenset[str], limit: int, empty_ok: bool = True
+) -> dict[str, Any]:
+    """The body's JSON object (``json_body``) with only ``allowed`` fields."""
+    body = await json_body(request, limit=limit, empty_ok=empty_ok)
     if not isinstance(body, dict):
         raise BadField("body", "expected a JSON object")
     unknown = sorted(set(body) - allowed)

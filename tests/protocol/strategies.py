@@ -133,7 +133,7 @@ def events(draw: st.DrawFn) -> Event:
     kind = draw(st.sampled_from(EventKind))
     if kind is EventKind.BATTERY:
         value: int | None = draw(st.integers(0, 100))
-    elif kind in (EventKind.SNAPSHOTS_EVICTED, EventKind.FIXES_THINNED):
+    elif kind in (EventKind.SNAPSHOTS_EVICTED, EventKind.FIXES_THINNED, EventKind.FRAMES_EXPIRED):
         value = draw(st.integers(-(2**31), 2**31 - 1))
     else:
         value = draw(st.none() | st.integers(-(2**31), 2**31 - 1))

@@ -119,7 +119,7 @@ def test_not_an_object(tmp_path: Path) -> None:
     assert error_for(path).field == "file"
 
 
-@pytest.mark.parametrize("value", ["yijing-enrolment/2", "", None])
+@pytest.mark.parametrize("value", ["yijing-enrolment/3", "", None])
 def test_wrong_format(bundle: Path, value: object) -> None:
     err = error_for(edit(bundle, lambda d: d.__setitem__("format", value)))
     assert err.field == "format"

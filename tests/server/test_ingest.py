@@ -359,6 +359,9 @@ class FailingStore:
     def key(self, device_id: str, key_id: int) -> DeviceKey | None:
         return self._inner.key(device_id, key_id)
 
+    def revoked(self, *, after_rowid: int = 0) -> dict[str, tuple[int, int]]:
+        return self._inner.revoked(after_rowid=after_rowid)
+
     def store_frames(self, frames: Sequence[IncomingFrame]) -> list[Outcome]:
         self.attempts += 1
         raise StoreError("disk full")
@@ -393,6 +396,7 @@ def test_store_failure_in_the_ingest_thread_is_survived(harness: Harness, alice:
         ServerEndpoint(signing_key=SERVER_KEY, key_id=1),
         publish=published.append,
         batch_wait_s=0,
+        clock=lambda: NOW_S,
     )
     ingest.start()
     try:
@@ -455,6 +459,7 @@ def test_submit_and_thread_end_to_end_without_a_broker(harness: Harness, alice: 
         ServerEndpoint(signing_key=SERVER_KEY, key_id=1),
         publish=published.append,
         batch_wait_s=0.01,
+        clock=lambda: NOW_S,  # the frames were sealed at T0: within the replay window of now
     )
     ingest.start()
     for k in range(1, 21):

@@ -81,7 +81,7 @@ def test_login_sets_http_only_cookie_that_authenticates(tmp_path: Path) -> None:
         cookie = r.headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         r = await client.get("/api/v1/me")
-        assert (await r.json()) == {"name": "Officer Li", "role": "officer"}
+        assert (await r.json()) == {"name": "Officer Li", "role": "officer", "scope": None}
         # ?next= goes to a page of this server, never to another site.
         for target, expected in (
             ("/static/reports.html", "/static/reports.html"),
@@ -90,7 +90,8 @@ def test_login_sets_http_only_cookie_that_authenticates(tmp_path: Path) -> None:
             ("https://evil.example/", "/"),
         ):
             r = await client.get(
-                "/login", params={"token": "officer-token", "next": target},
+                "/login",
+                params={"token": "officer-token", "next": target},
                 allow_redirects=False,
             )
             assert r.status == 302 and r.headers["Location"] == expected, target

@@ -25,11 +25,13 @@ from server.web import (
     field_routes,
     org_routes,
     report_routes,
+    session_routes,
     spotcheck_routes,
 )
-from server.web.access import PUBLIC, Principal, Role, roles_of
+from server.web.access import ACCOUNTS, PUBLIC, Principal, Role, roles_of
 from server.web.keys import FILES, LIVE, ORG, STATS
 
+from .accounts.support import PASSWORD, accounts
 from .org.support import build
 from .support import T0, Terminal, api_app, device_key, device_record, fix
 
@@ -46,6 +48,7 @@ ALL_ROUTES = [
     dispatch_routes.routes,
     field_routes.routes,
     config_routes.routes,
+    session_routes.routes,
 ]
 JPEG = b"\xff\xd8\xff\xe0" + bytes(64) + b"\xff\xd9"
 
@@ -72,7 +75,11 @@ def _run(tmp_path: Path, body: Callable[[Client, web.Application], Awaitable[Non
         store = SqliteStore(tmp_path / "s.db")
         orgs = OrgStore(tmp_path / "org.db")
         build(orgs)
-        app = api_app(tmp_path, store, TOKENS, routes=ALL_ROUTES, services={ORG: orgs})
+        people = accounts(tmp_path)
+        people.create("chen", PASSWORD, role="volunteer", volunteer_id="chen")
+        app = api_app(
+            tmp_path, store, TOKENS, routes=ALL_ROUTES, services={ORG: orgs, ACCOUNTS: people}
+        )
         live: LiveState = app[LIVE]
         live.set_directory({"t-1": "ft-s1", "t-2": "ns-s1"}, {})
         for i, device in enumerate(("t-1", "t-2")):
@@ -91,6 +98,7 @@ def _run(tmp_path: Path, body: Callable[[Client, web.Application], Awaitable[Non
             async with TestClient(TestServer(app)) as client:
                 await body(client, app)
         finally:
+            people.store.close()
             orgs.close()
             store.close()
 
@@ -129,6 +137,39 @@ def test_every_guarded_route_refuses_the_anonymous_and_the_wrong_role(tmp_path: 
             assert volunteer.status == 403, (route.method, path, volunteer.status)
             checked += 1
         assert checked >= 40  # the table really was walked
+        assert {r.resource.canonical for r in app.router.routes()} >= {  # type: ignore[union-attr]
+            "/api/v1/accounts",
+            "/api/v1/accounts/{name}",
+            "/api/v1/session",
+        }
+
+    _run(tmp_path, body)
+
+
+def test_every_guarded_route_refuses_a_volunteer_signed_in_with_a_password(
+    tmp_path: Path,
+) -> None:
+    """The same walk with a browser session: a volunteer's cookie opens nothing, with or
+    without the CSRF header, and an unsafe request without it is refused before its role is
+    even looked at."""
+
+    async def body(client: Client, app: web.Application) -> None:
+        r = await client.post("/api/v1/session", json={"username": "chen", "password": PASSWORD})
+        assert r.status == 200
+        csrf = (await r.json())["csrf"]
+        checked = 0
+        for route in app.router.routes():
+            roles = roles_of(route.handler)
+            if roles == PUBLIC or route.method == "HEAD":
+                continue
+            path = _example_path(route.resource.get_info())  # type: ignore[union-attr]
+            r = await client.request(route.method, path, headers={"X-CSRF-Token": csrf})
+            assert r.status == 403, (route.method, path, r.status)
+            if route.method in ("POST", "PUT", "PATCH", "DELETE"):
+                r = await client.request(route.method, path)
+                assert r.status == 403 and "X-CSRF-Token" in (await r.json())["error"], path
+            checked += 1
+        assert checked >= 40
 
     _run(tmp_path, body)
 

@@ -364,6 +364,7 @@
     const el = $("#me");
     el.hidden = !YJ.me;
     if (YJ.me) el.textContent = `${YJ.me.name} · ${t("role." + YJ.me.role)}`;
+    $("#signout").hidden = !YJ.me;
   }
 
   function renderUnits() {

@@ -114,9 +114,16 @@
   class ApiError extends Error {
     constructor(status, message) { super(message); this.status = status; }
   }
+  // X-CSRF-Token: the session's token from the yj_csrf cookie (see util.js).
+  const csrfToken = () => {
+    const m = document.cookie.match(/(?:^|;\s*)yj_csrf=([^;]*)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  };
   async function api(method, url, body) {
     let res, data = null;
     const headers = { Accept: "application/json" };
+    const csrf = csrfToken();
+    if (csrf && method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = csrf;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     try {
       res = await fetch(url, { method, headers, credentials: "same-origin",
@@ -125,6 +132,8 @@
       throw new ApiError(0, String(e.message || e));
     }
     try { data = await res.json(); } catch (e) { /* not JSON */ }
+    // The session ended (it existed: the CSRF cookie is there): sign in again, then come back.
+    if (res.status === 401 && csrf) location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
     if (!res.ok) throw new ApiError(res.status, (data && data.error) || `${res.status} ${res.statusText}`);
     return data;
   }

@@ -9,9 +9,25 @@
     constructor(status, message) { super(message); this.status = status; }
   }
 
+  // The session's CSRF token, from the cookie the server set beside the (HttpOnly) session
+  // cookie; every unsafe request echoes it in X-CSRF-Token, which another site cannot.
+  function csrfToken() {
+    const m = document.cookie.match(/(?:^|;\s*)yj_csrf=([^;]*)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  }
+
+  // A 401 after the browser had a session (it ended: idle, signed out elsewhere, password
+  // changed) goes to the sign-in page and back here afterwards. Without one, the page stays
+  // and says how to sign in.
+  function toSignIn() {
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+  }
+
   async function request(method, url, body) {
     let res, doc = null;
     const opts = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+    const csrf = csrfToken();
+    if (csrf && method !== "GET" && method !== "HEAD") opts.headers["X-CSRF-Token"] = csrf;
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
@@ -22,9 +38,17 @@
       throw new ApiError(0, String(e.message || e));
     }
     try { doc = await res.json(); } catch (e) { /* not JSON (204, an HTML error page) */ }
+    if (res.status === 401 && csrf) toSignIn();
     if (!res.ok) throw new ApiError(res.status, (doc && doc.error) || res.statusText);
     return doc;
   }
+
+  async function signOut() {
+    try { await request("DELETE", "/api/v1/session"); } finally { location.assign("/login"); }
+  }
+  document.addEventListener("click", (ev) => {
+    if (ev.target instanceof Element && ev.target.closest("#signout")) signOut();
+  });
 
   // ---- the bus: "event:<topic>" (WebSocket events), "hello" (each (re)connection), "lang",
   // "select" (terminal), "me" (signed-in user known), "redraw" -------------------------------
@@ -112,6 +136,7 @@
     t, i18n, ApiError, on, emit, clock, serverNow, ago, clockTime, distance, kmh, eta, collection, h,
     get: (url) => request("GET", url),
     post: (url, body) => request("POST", url, body || {}),
+    request, csrfToken, signOut,
     enc: encodeURIComponent,
     me: null,                                        // {name, role} once known
     canDispatch: () => !!YJ.me && (YJ.me.role === "officer" || YJ.me.role === "admin"),

@@ -337,7 +337,15 @@ def reason(exc: Exception) -> str:
 
 
 def test_authenticity_failures_are_the_authentication_error_subtree() -> None:
-    assert {"AuthenticationError", "BadTag", "UnknownKey"} == AUTHENTICITY_FAILURES
+    import protocol.errors as errors
+
+    subtree = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.AuthenticationError)
+    }
+    assert subtree == {"AuthenticationError", "BadTag", "UnknownKey", "Revoked", "Stale"}
+    assert subtree == AUTHENTICITY_FAILURES
 
 
 def test_forged_and_unknown_key_frames_on_the_shifts_day_are_counted() -> None:

@@ -294,7 +294,7 @@ def test_job_flow_to_done_visible_only_to_its_owner(tmp_path: Path) -> None:
         (b'{"unit": "t1", "from": 20260302, "to": "2026-03-02"}', 400, "from: expected text"),
         (b'{"unit": "t1", "from": "2026-03-02", "to": "2026-03-02", "x": 1}', 400, "x: unknown"),
         (b'{"unit": "nowhere", "from": "2026-03-02", "to": "2026-03-02"}', 404, "unit: no unit"),
-        (b"{" + b" " * 20_000 + b"}", 400, "body: larger than"),
+        (b"{" + b" " * 20_000 + b"}", 413, "body: larger than"),
     ],
 )
 def test_bad_job_requests(tmp_path: Path, payload: bytes, status: int, message: str) -> None:

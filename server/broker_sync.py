@@ -1,0 +1,145 @@
+"""The embedded broker of a one-station install, secured, and kept in step with enrolment.
+
+``yijing server --mqtt-listen HOST:PORT`` runs Mosquitto with only a TLS listener that requires
+a certificate from the station CA, takes the MQTT user name from it
+(``use_identity_as_username``) and checks every publish and subscribe against an ACL generated
+from the store (``provisioning.broker_config``). The server connects to it under its own
+certificate (CN ``yijing:server``).
+
+Enrolment and revocation happen in other processes (``yijing provision``), so the server
+watches the store: when a terminal is registered (it needs its ACL lines before it can
+publish) or revoked (it must lose them, and its certificate must fail the handshake), the ACL
+and the CRL are rewritten and Mosquitto is sent SIGHUP, which re-reads both without dropping
+anyone else (measured with 2.0.11: ``tests/e2e/test_broker_tls.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioning.broker_config import ACL_FILE, mosquitto_tls_conf, write_enrolment_files
+from provisioning.pki import (
+    BROKER_CERT_FILE,
+    BROKER_KEY_FILE,
+    CA_FILE,
+    CRL_FILE,
+    SERVER_CERT_FILE,
+    SERVER_KEY_FILE,
+    StationCA,
+)
+from yijing.broker import LocalBroker, start_mosquitto_with
+from yijing.mqtt import TlsFiles
+
+from .store import Store
+
+log = logging.getLogger("yijing.broker_sync")
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+
+def broker_hosts(listen_host: str) -> list[str]:
+    """The names terminals may use for this machine: the listen address (unless a wildcard),
+    the host name and its addresses, and loopback — each a SAN of the broker certificate,
+    which a terminal's TLS checks against the host in its bundle."""
+    names = [] if listen_host in ("0.0.0.0", "::") else [listen_host]
+    hostname = socket.gethostname()
+    names.append(hostname)
+    with contextlib.suppress(OSError):  # a host name without an address: the rest still do
+        names += [str(info[4][0]) for info in socket.getaddrinfo(hostname, None)]
+    names += ["localhost", "127.0.0.1"]
+    return [n for n in dict.fromkeys(names) if n and "%" not in n]
+
+
+def station_ca(data_dir: Path) -> StationCA:
+    """The station CA in ``<data>/pki``, made on first use (as ``yijing provision ca`` would)."""
+    pki = data_dir / "pki"
+    return StationCA.load(pki) if StationCA.exists(pki) else StationCA.create(pki)
+
+
+class BrokerSync:
+    """Rewrites the ACL and CRL when terminals are registered or revoked, then reloads."""
+
+    def __init__(self, store: Store, ca_dir: Path, folder: Path) -> None:
+        self._store = store
+        self._ca_dir = ca_dir
+        self.folder = folder
+        self.broker: LocalBroker | None = None
+        self._state: tuple[int, int, int] | None = None
+        self.reloads = 0
+
+    def _current(self) -> tuple[int, int, int]:
+        revoked = self._store.revoked()
+        last_rowid = max((rowid for _, rowid in revoked.values()), default=0)
+        ca = StationCA.load(self._ca_dir)
+        return len(self._store.devices()), last_rowid, len(ca.revoked_names())
+
+    def write(self) -> bool:
+        """Rewrite the files if enrolment changed; True when they were rewritten."""
+        state = self._current()
+        if state == self._state:
+            return False
+        ca = StationCA.load(self._ca_dir)
+        write_enrolment_files(
+            self.folder,
+            terminals=[(d.device_id, d.units) for d in self._store.devices()],
+            revoked=set(self._store.revoked()) | ca.revoked_names(),
+            crl_pem=ca.path(CRL_FILE).read_bytes(),  # the CA's signed CRL as it stands
+        )
+        self._state = state
+        return True
+
+    def sync(self) -> bool:
+        """Called every few seconds: rewrite and SIGHUP the broker when enrolment changed."""
+        if not self.write():
+            return False
+        if self.broker is not None:
+            self.broker.reload()
+            self.reloads += 1
+            log.info(
+                "broker ACL and CRL reloaded (%d terminals known)",
+                self._state[0] if self._state else 0,
+            )
+        return True
+
+
+def start_secure_broker(
+    data_dir: Path, store: Store, listen: Listen
+) -> tuple[LocalBroker, BrokerSync, TlsFiles]:
+    """Start Mosquitto with the TLS listener; return it, its sync and the server's identity."""
+    ca = station_ca(data_dir)
+    if not ca.path(SERVER_CERT_FILE).exists() or not ca.path(SERVER_KEY_FILE).exists():
+        ca.issue_server()
+    if not ca.path(BROKER_CERT_FILE).exists() or not ca.path(BROKER_KEY_FILE).exists():
+        # Made once; `yijing provision ca --broker-host NAME` beforehand names it properly.
+        ca.issue_broker(broker_hosts(listen.host))
+    folder = data_dir / "broker-tls"
+    sync = BrokerSync(store, ca.directory, folder)
+    sync.write()
+    conf = mosquitto_tls_conf(
+        port=listen.port,
+        host=listen.host,
+        cafile=ca.path(CA_FILE),
+        certfile=ca.path(BROKER_CERT_FILE),
+        keyfile=ca.path(BROKER_KEY_FILE),
+        crlfile=folder / CRL_FILE,
+        acl_file=folder / ACL_FILE,
+        persistence_dir=folder,
+        # Started as root, Mosquitto switches to the "mosquitto" user, which cannot read the
+        # server's private folders: the embedded broker runs as whoever runs the server.
+        run_as=pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None,
+    )
+    connect_host = "127.0.0.1" if listen.host in ("0.0.0.0", "::") else listen.host
+    broker = start_mosquitto_with(conf, folder, port=listen.port, host=connect_host)
+    sync.broker = broker
+    identity = TlsFiles(ca.path(CA_FILE), ca.path(SERVER_CERT_FILE), ca.path(SERVER_KEY_FILE))
+    return broker, sync, identity

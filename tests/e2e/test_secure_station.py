@@ -1,0 +1,96 @@
+"""A one-station install run the secure way, every part real and in its own process:
+``yijing server --mqtt-listen`` (Mosquitto with a TLS listener, client certificates, ACL),
+``yijing provision device`` with an mqtts:// bundle, ``yijing agent`` over TLS. Then a lost
+terminal is revoked from the command line: its frames stop counting at once, and it cannot
+come back."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.processes import Processes
+from tests.helpers import wait_until
+from yijing.broker import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    yield procs
+    procs.close()
+
+
+def count(db: Path, sql: str, *params: object) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute(sql, params).fetchone()[0])
+    finally:
+        conn.close()
+
+
+def frames(db: Path, device: str) -> int:
+    return count(db, "SELECT count(*) FROM frames WHERE device_id=?", device)
+
+
+def test_terminal_over_tls_then_revoked(tmp_path: Path, processes: Processes) -> None:
+    data = tmp_path / "server"
+    db = data / "yijing.db"
+    mqtt_port = free_port()
+    server = processes.start(
+        "server", "--log-level", "INFO", "server", "--data", str(data), "--port", "0",
+        "--mqtt-listen", f"127.0.0.1:{mqtt_port}",
+    )  # fmt: skip
+    server.wait_for_output("yijing server on", 30)
+    assert f"mqtts://127.0.0.1:{mqtt_port}" in server.output()
+
+    bundles = {}
+    for device in ("ft-0042", "ft-0043"):
+        bundles[device] = tmp_path / f"{device}.json"
+        processes.run(
+            "provision", "device", device, "--units", "futian-s1",
+            "--broker", f"mqtts://127.0.0.1:{mqtt_port}", "--data", str(data),
+            "--out", str(bundles[device]),
+        )  # fmt: skip
+    agents = {}
+    for device, bundle in bundles.items():
+        agents[device] = processes.start(
+            device, "--log-level", "INFO", "agent", "--enrolment", str(bundle),
+            "--data", str(tmp_path / "agents" / device),
+            "--simulate", "22.5431,114.0579", "--interval-moving", "1",
+        )  # fmt: skip
+    # Both terminals are enrolled after the server started: the server's watch gave them
+    # their ACL lines, and their frames arrive over TLS.
+    for device in agents:
+        wait_until(lambda d=device: frames(db, d) >= 3, 30, f"{device}'s frames over TLS")
+
+    processes.run("provision", "revoke", "ft-0042", "--reason", "lost", "--data", str(data))
+    revoked_at = frames(db, "ft-0042")
+    # The server refuses its very next frame (or the broker's reloaded ACL stops it first).
+    time.sleep(6)
+    after = frames(db, "ft-0042")
+    assert after <= revoked_at + 1, (revoked_at, after)  # at most one batch already in flight
+    time.sleep(3)
+    assert frames(db, "ft-0042") == after  # nothing more, ever
+    # The other terminal is untouched.
+    healthy = frames(db, "ft-0043")
+    wait_until(lambda: frames(db, "ft-0043") > healthy, 15, "ft-0043 to keep reporting")
+
+    # Switched off and on again, the lost terminal cannot even connect: its certificate is
+    # on the CRL the broker re-read.
+    agents["ft-0042"].kill()
+    again = processes.start(
+        "ft-0042-again", "--log-level", "INFO", "agent", "--enrolment", str(bundles["ft-0042"]),
+        "--data", str(tmp_path / "agents" / "ft-0042"),
+        "--simulate", "22.5431,114.0579", "--interval-moving", "1",
+    )  # fmt: skip
+    wait_until(lambda: "certificate revoked" in again.errors(), 20, "the TLS refusal")
+    assert frames(db, "ft-0042") == after
+    assert again.alive()  # it keeps trying, with backoff, holding its data
+    assert server.terminate() == 0, server.describe()

@@ -28,6 +28,7 @@ from yijing.mqtt import MqttLink, NotConnected, TlsFiles
 from .accounts import Accounts, AccountStore
 from .audit import AuditLog
 from .broker_sync import BrokerSync, Listen, start_secure_broker
+from .devices import DeviceRegistry
 from .dispatch.model import DispatchConfig
 from .dispatch.service import Dispatcher
 from .duty.service import DutyService
@@ -44,6 +45,7 @@ from .sqlite_store import SqliteStore
 from .store import Device, DeviceKey
 from .web import (
     config_routes,
+    device_routes,
     dispatch_routes,
     duty_routes,
     field_routes,
@@ -55,7 +57,7 @@ from .web import (
 from .web.access import ACCOUNTS, SECURE_COOKIES, TokenAuthenticator
 from .web.app import make_app
 from .web.config_routes import SiteConfig
-from .web.keys import AUDIT, DISPATCH, DUTY, FIELD, ORG, REPORTS, SITE, SPOTCHECKS
+from .web.keys import AUDIT, DEVICES, DISPATCH, DUTY, FIELD, ORG, REPORTS, SITE, SPOTCHECKS
 
 log = logging.getLogger("yijing.server")
 
@@ -194,6 +196,8 @@ class Server:
         self.field.replay(since_ms)
         self.field.start()
         self.auth, self.first_admin_token = TokenAuthenticator.load_or_create(data / "tokens.json")
+        #: Registered terminals for the admin's page: key generations, revocation.
+        self.devices = DeviceRegistry(self.store, self.keyring, data / "pki", clock=clock)
         #: People's accounts (argon2id) and their sessions (cookie + CSRF token).
         self.accounts = Accounts(AccountStore(data / "accounts.db"), clock=clock)
         #: Who looked at which terminal, dispatched, checked, exported (``yijing audit``).
@@ -345,6 +349,7 @@ class Server:
                 field_routes.routes,
                 config_routes.routes,
                 session_routes.routes,
+                device_routes.routes,
             ],
             services={
                 ORG: self.org,
@@ -356,6 +361,7 @@ class Server:
                 SITE: self.config.site,
                 AUDIT: self.audit,
                 ACCOUNTS: self.accounts,
+                DEVICES: self.devices,
                 SECURE_COOKIES: self.config.secure_cookies,
             },
         )

@@ -155,6 +155,7 @@ class MqttLink:
         self.connects = 0
         self.tls = tls
         self._last_failure: str | None = None
+        self._warned: set[str] = set()  # failure reasons already logged as warnings
         self._paho_error: str | None = None
 
         if self.v5:
@@ -207,7 +208,10 @@ class MqttLink:
         return self._last_failure
 
     def _note_failure(self, reason: str, delay: float) -> None:
-        if reason != self._last_failure:
+        # Once per distinct reason until a connection holds: a refused handshake alternates
+        # between "reset by peer" and "EOF", and must not log every attempt either way.
+        if reason not in self._warned and len(self._warned) < 16:
+            self._warned.add(reason)
             self._log.warning(
                 "%s: cannot connect to %s:%s: %s (retrying with backoff; repeats logged at debug)",
                 self.client_id,
@@ -215,7 +219,7 @@ class MqttLink:
                 self.port,
                 reason,
             )
-            self._last_failure = reason
+        self._last_failure = reason
         self._log.debug("%s: %s; retry in %.1fs", self.client_id, reason, delay)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -359,6 +363,7 @@ class MqttLink:
             self._paho_error = f"broker refused the connection: {reason_code}"
             return
         self._last_failure = None
+        self._warned.clear()
         for topic_filter, qos in self._subscriptions:
             client.subscribe(topic_filter, qos=qos)
         self._connected_at = self._clock()

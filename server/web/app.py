@@ -81,6 +81,13 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
+@routes.add("GET", "/admin", roles=PUBLIC)
+async def admin(request: web.Request) -> web.StreamResponse:
+    # Accounts and terminals. Public like "/": the page's API calls are admin-only, and it
+    # tells anybody else (401, 403) so in their language.
+    return web.FileResponse(STATIC / "admin.html")
+
+
 @routes.add("GET", "/static/{name}", roles=PUBLIC)
 async def static(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]

@@ -26,3 +26,4 @@ DISPATCH = web.AppKey("dispatch", object)  # server.dispatch.service.Dispatcher
 FIELD = web.AppKey("field", object)  # server.field.service.FieldReports
 SITE = web.AppKey("site", object)  # server.web.config_routes.SiteConfig
 AUDIT = web.AppKey("audit", object)  # server.audit.AuditLog
+DEVICES = web.AppKey("devices", object)  # server.devices.DeviceRegistry

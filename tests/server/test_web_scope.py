@@ -20,6 +20,7 @@ from server.org.store import OrgStore
 from server.sqlite_store import SqliteStore
 from server.web import (
     config_routes,
+    device_routes,
     dispatch_routes,
     duty_routes,
     field_routes,
@@ -49,6 +50,7 @@ ALL_ROUTES = [
     field_routes.routes,
     config_routes.routes,
     session_routes.routes,
+    device_routes.routes,
 ]
 JPEG = b"\xff\xd8\xff\xe0" + bytes(64) + b"\xff\xd9"
 

@@ -365,6 +365,7 @@
     el.hidden = !YJ.me;
     if (YJ.me) el.textContent = `${YJ.me.name} · ${t("role." + YJ.me.role)}`;
     $("#signout").hidden = !YJ.me;
+    $("#admin-nav").hidden = !YJ.me || YJ.me.role !== "admin";   // accounts and terminals
   }
 
   function renderUnits() {

@@ -85,6 +85,7 @@
       // ---- the inspector's reports page (reports.html) and the link to it ----
       "nav.reports": "督导报表",
       "nav.map": "实时地图",
+      "nav.admin": "系统管理",
       "rp.title": "义警 · 督导报表",
       "rp.subtitle": "在岗率 · 终端使用率 · 抽查",
       "rp.units": "单位",
@@ -319,6 +320,7 @@
       // ---- the inspector's reports page (reports.html) and the link to it ----
       "nav.reports": "Reports",
       "nav.map": "Live map",
+      "nav.admin": "Administration",
       "rp.title": "Yijing · Inspection reports",
       "rp.subtitle": "On-duty rate · terminal usage · spot checks",
       "rp.units": "Units",

@@ -6,7 +6,8 @@ Exception tree::
     ├── OutboxError         the outbox database failed (sqlite3 errors converted here)
     ├── SourceError         a position source failed (gpsd, serial, simulator)
     ├── ReportError         a clue cannot be sent as it is (also a ValueError)
-    ├── KeyArchiveError     the data folder's key archive is unreadable or another terminal's
+    ├── KeyArchiveError     the data folder's keys: unreadable, another terminal's, or a TLS
+    │                       key that is missing or not the certificate's
     └── AgentNotRunning     ``Agent.call`` got no answer: the loop is stopped or stuck
 """
 

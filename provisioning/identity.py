@@ -159,11 +159,13 @@ class TlsMaterial:
 
     Checked on construction: each PEM parses, the key is the certificate's, the certificate
     is a client certificate issued by the CA. Errors name the field (``tls.cert`` ...).
+    ``key_pem`` is None when the key was generated on the terminal (``yijing provision
+    keygen``) and never left it: the agent then finds it in its data folder.
     """
 
     ca_pem: bytes
     cert_pem: bytes
-    key_pem: bytes
+    key_pem: bytes | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -174,12 +176,8 @@ class TlsMaterial:
             cert = x509.load_pem_x509_certificate(self.cert_pem)
         except ValueError as exc:
             raise _pem_error("tls.cert", f"is not a PEM certificate ({exc})") from None
-        try:
-            key = serialization.load_pem_private_key(self.key_pem, password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            raise _pem_error("tls.key", f"is not an unencrypted PEM private key ({exc})") from None
-        if _spki(key.public_key()) != _spki(cert.public_key()):
-            raise _pem_error("tls.key", "does not belong to tls.cert")
+        if self.key_pem is not None:
+            check_key_pair(self.key_pem, cert, "tls.key")
         if not any(_issued_by(cert, ca) for ca in cas):
             raise _pem_error("tls.cert", "was not issued by tls.ca")
 
@@ -191,6 +189,16 @@ class TlsMaterial:
     def common_name(self) -> str:
         names = self.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         return str(names[0].value) if names else ""
+
+
+def check_key_pair(key_pem: bytes, cert: x509.Certificate, field: str) -> None:
+    """Raise ``EnrolmentError`` naming ``field`` unless ``key_pem`` is ``cert``'s private key."""
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise _pem_error(field, f"is not an unencrypted PEM private key ({exc})") from None
+    if _spki(key.public_key()) != _spki(cert.public_key()):
+        raise _pem_error(field, "does not belong to tls.cert")
 
 
 def _spki(key: Any) -> bytes:
@@ -256,8 +264,9 @@ def write_enrolment(path: Path, enrolment: Enrolment) -> None:
         doc["tls"] = {
             "ca": enrolment.tls.ca_pem.decode("ascii"),
             "cert": enrolment.tls.cert_pem.decode("ascii"),
-            "key": enrolment.tls.key_pem.decode("ascii"),
         }
+        if enrolment.tls.key_pem is not None:  # None: the key stays on the terminal
+            doc["tls"]["key"] = enrolment.tls.key_pem.decode("ascii")
     write_secret(path, json.dumps(doc, indent=2).encode())
 
 
@@ -292,14 +301,16 @@ def _tls(doc: dict[str, Any], where: str) -> TlsMaterial | None:
     if "tls" not in doc or doc["tls"] is None:
         return None
     tls = _field(doc, "tls", dict, where)
-    pems = []
-    for name in ("ca", "cert", "key"):
+    def pem(name: str) -> bytes:
         text = _field(tls, name, str, where, within="tls")
         if not text.isascii():
             raise EnrolmentError(where, f"tls.{name}", "is not ASCII PEM text")
-        pems.append(text.encode("ascii"))
+        return bytes(text.encode("ascii"))
+
+    ca, cert = pem("ca"), pem("cert")
+    key = pem("key") if "key" in tls else None  # None: generated on the terminal, kept there
     try:
-        return TlsMaterial(*pems)
+        return TlsMaterial(ca, cert, key)
     except EnrolmentError as exc:
         raise EnrolmentError(where, exc.field, exc.reason) from None
 

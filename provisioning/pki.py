@@ -136,6 +136,29 @@ def check_device_id(device_id: str, field: str = "device_id") -> str:
         raise PkiError(f"{field}: {exc}") from None
 
 
+def terminal_request(device_id: str) -> tuple[bytes, bytes]:
+    """A TLS key made here — on the terminal — and a request to certify it:
+    (key PEM, CSR PEM). The key never leaves; ``StationCA.sign_csr`` certifies the request."""
+    check_device_id(device_id)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+        .sign(key, hashes.SHA256())
+    )
+    return _pem_key(key), csr.public_bytes(serialization.Encoding.PEM)
+
+
+def request_name(csr_pem: bytes) -> str | None:
+    """The common name a certificate request asks for (None: none, or not a request)."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError:
+        return None
+    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if len(names) == 1 else None
+
+
 class StationCA:
     """A CA folder: create it once, load it for every later issue or revocation."""
 

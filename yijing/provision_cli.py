@@ -32,6 +32,9 @@ EXAMPLES = {
     "device": "example:\n  yijing provision device ft-0042 --units futian-s1 "
     "--broker mqtts://10.0.0.5:8883 --out ft-0042.json\n"
     "  yijing provision device ft-0043 --broker mqtt://127.0.0.1:1883   # no TLS (lab only)",
+    "keygen": "example (on the terminal, then at the station):\n"
+    "  yijing provision keygen ft-0042 --agent-data /var/lib/yijing/agent --out ft-0042.csr\n"
+    "  yijing provision device ft-0042 --csr ft-0042.csr --broker mqtts://10.0.0.5:8883",
     "bulk": "example:\n  yijing provision bulk terminals.csv --out-dir bundles/ "
     "--broker mqtts://10.0.0.5:8883\n"
     "terminals.csv:\n  device_id,label,units\n  ft-0001,Futian patrol 1,futian-s1;futian-night",
@@ -101,12 +104,23 @@ def refresh_broker_files(data: Path, store: Any) -> Path | None:
     return folder
 
 
-def _tls_for(ca: Any, device_id: str) -> Any:
+def _tls_for(ca: Any, device_id: str, csr: Path | None = None) -> Any:
     from provisioning import TlsMaterial
-    from provisioning.pki import pem_cert, pem_key
+    from provisioning.pki import CsrError, pem_cert, pem_key, request_name
 
-    key, cert = ca.issue_terminal(device_id)
-    return TlsMaterial(ca.cert_pem, pem_cert(cert), pem_key(key))
+    if csr is None:
+        key, cert = ca.issue_terminal(device_id)
+        return TlsMaterial(ca.cert_pem, pem_cert(cert), pem_key(key))
+    # The key was made on the terminal (`yijing provision keygen`): certify its request; the
+    # bundle carries no TLS key.
+    try:
+        request = csr.read_bytes()
+    except OSError as exc:
+        raise ProvisioningError(f"{csr}: cannot be read ({exc.strerror})") from None
+    named = request_name(request)  # None: not a request; sign_csr says exactly why
+    if named is not None and named != device_id:  # before signing: nothing issued for it
+        raise CsrError(f"{csr}: the request is for {named!r}, not {device_id!r}")
+    return TlsMaterial(ca.cert_pem, pem_cert(ca.sign_csr(request)))
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -143,7 +157,9 @@ def cmd_device(args: argparse.Namespace) -> int:
                 f"{identity.device_id!r} is registered already; give it new keys with "
                 "`yijing provision rotate`"
             )
-        tls = _tls_for(ca, identity.device_id) if broker.tls else None
+        if args.csr is not None and not broker.tls:
+            raise ProvisioningError("--csr: a certificate is only for an mqtts:// broker")
+        tls = _tls_for(ca, identity.device_id, args.csr) if broker.tls else None
         _register(store, identity, args.label)
         write_enrolment(
             out,
@@ -154,6 +170,29 @@ def cmd_device(args: argparse.Namespace) -> int:
         store.close()
     extra = " with its TLS certificate" if tls is not None else ""
     print(f"registered {identity.device_id}; enrolment bundle{extra} (secret, mode 0600): {out}")
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from agent.tls import KEY_FILE, TLS_DIR
+    from provisioning.identity import write_secret
+    from provisioning.pki import terminal_request
+
+    key_path = args.agent_data / TLS_DIR / KEY_FILE
+    if key_path.exists():
+        raise ProvisioningError(f"{key_path}: a key is there already; refusing to replace it")
+    out = args.out or Path(f"{args.device_id}.csr")
+    if out.exists():
+        raise ProvisioningError(f"{out}: exists; refusing to overwrite")
+    key_pem, csr_pem = terminal_request(args.device_id)
+    write_secret(key_path, key_pem)
+    key_path.parent.chmod(0o700)
+    out.write_bytes(csr_pem)
+    print(
+        f"TLS key for {args.device_id} made in {key_path} (0600; it never leaves this terminal)\n"
+        f"certificate request: {out} — take it to the station: "
+        f"yijing provision device {args.device_id} --csr {out.name} --broker mqtts://..."
+    )
     return 0
 
 
@@ -244,7 +283,9 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         keys = store.device_keys(args.device_id)
         key_id = max((k.key_id for k in keys), default=0) + 1
         identity = new_device(args.device_id, units=device.units, key_id=key_id)
-        tls = _tls_for(ca, identity.device_id) if broker.tls else None
+        if args.csr is not None and not broker.tls:
+            raise ProvisioningError("--csr: a certificate is only for an mqtts:// broker")
+        tls = _tls_for(ca, identity.device_id, args.csr) if broker.tls else None
         store.add_key(
             DeviceKey(identity.device_id, key_id, identity.mac_key, raw_public(identity.public_key))
         )
@@ -354,6 +395,25 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--label", default="", help="a human name for the terminal")
     c.add_argument("--broker", default="mqtt://127.0.0.1:1883", help=broker_help)
     c.add_argument("--out", type=Path, default=None, help="bundle path (default: ID.json)")
+    c.add_argument(
+        "--csr",
+        type=Path,
+        default=None,
+        help="certify a TLS key made on the terminal (`yijing provision keygen`) instead of "
+        "making one: the bundle then carries no TLS key",
+    )
+
+    c = command(
+        "keygen", "on a terminal: make its TLS key and a certificate request", cmd_keygen
+    )
+    c.add_argument("device_id", help="this terminal's id")
+    c.add_argument(
+        "--agent-data",
+        type=Path,
+        required=True,
+        help="the agent's data folder on this terminal (the key goes to DIR/tls/key.pem)",
+    )
+    c.add_argument("--out", type=Path, default=None, help="the request (default: ID.csr)")
 
     c = command("bulk", "enrol every terminal in a CSV (device_id,label,units)", cmd_bulk)
     c.add_argument("csv", type=Path, help="CSV with the header device_id,label,units")

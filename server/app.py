@@ -37,18 +37,20 @@ from .field.service import FieldReports
 from .ingest import Accepted, Ingest
 from .keyring import StoreKeyRing
 from .live import Hub, LiveState
+from .metrics import server_registry
 from .org.store import OrgStore
 from .reports.service import Reports
 from .snapshots import SnapshotFiles
 from .spotcheck.service import SpotChecks
 from .sqlite_store import SqliteStore
-from .store import Device, DeviceKey
+from .store import Device, DeviceKey, Store
 from .web import (
     config_routes,
     device_routes,
     dispatch_routes,
     duty_routes,
     field_routes,
+    metrics_routes,
     org_routes,
     report_routes,
     session_routes,
@@ -58,6 +60,7 @@ from .web.access import ACCOUNTS, SECURE_COOKIES, TokenAuthenticator
 from .web.app import make_app
 from .web.config_routes import SiteConfig
 from .web.keys import AUDIT, DEVICES, DISPATCH, DUTY, FIELD, ORG, REPORTS, SITE, SPOTCHECKS
+from .web.metrics_routes import METRICS
 
 log = logging.getLogger("yijing.server")
 
@@ -96,6 +99,16 @@ def parse_broker_url(url: str) -> BrokerUrl:
     return BrokerUrl(broker.host, broker.port, broker.protocol, broker.tls)
 
 
+def open_store(url: str | None, data: Path) -> Store:
+    if url is None:
+        return SqliteStore(data / "yijing.db")
+    if url.startswith(("postgresql://", "postgres://")):
+        from .pg_store import PgStore  # psycopg is loaded only by those who use it
+
+        return PgStore(url)
+    raise ConfigError(f"store URL {url!r}: use postgresql://user@host/db (or none for SQLite)")
+
+
 def parse_listen(value: str) -> Listen:
     """``HOST:PORT`` for the embedded broker's TLS listener (``0.0.0.0:8883`` for all)."""
     host, sep, port_text = value.rpartition(":")
@@ -119,6 +132,9 @@ class ServerConfig:
     #: With no broker URL: the embedded Mosquitto's TLS listener for terminals (client
     #: certificates, ACL). None: a loopback-only plain listener, for development and the demo.
     mqtt_listen: Listen | None = None
+    #: The telemetry store: None → SQLite in DATA/yijing.db; "postgresql://user@host/db" →
+    #: PostgreSQL (daily position partitions), for a deployment past one machine.
+    store_url: str | None = None
     #: Mark session cookies Secure even on plain HTTP: the server sits behind a TLS proxy
     #: (over HTTPS they are Secure anyway).
     secure_cookies: bool = False
@@ -132,6 +148,9 @@ class ServerConfig:
         ("event", 180),
         ("clue", 180),
     )
+    #: Days of fixes (``positions``) to keep; None keeps them all. Frames, the evidence, stay.
+    #: At least the replay window (30 days): a fix older than that can still be a backfill.
+    position_retention_days: int | None = None
     #: The officer's map: tile source and the walking model of the 1/3/5-minute circles.
     site: SiteConfig = field(default_factory=SiteConfig)
 
@@ -148,7 +167,7 @@ class Server:
         data = config.data_dir
         data.mkdir(parents=True, exist_ok=True)
         self.identity = load_or_create_server_identity(data / "server-key.json")
-        self.store = SqliteStore(data / "yijing.db")
+        self.store: Store = open_store(config.store_url, data)
         self.keyring = StoreKeyRing(self.store)
         self.endpoint = ServerEndpoint(
             signing_key=self.identity.signing_key, key_id=self.identity.key_id
@@ -220,6 +239,14 @@ class Server:
             batch_wait_s=config.batch_wait_s,
             clock=clock,
         )
+        #: What `GET /metrics` (Prometheus) reads at scrape time; nothing on the hot path.
+        self.metrics = server_registry(
+            self.ingest.stats,
+            live=self.live,
+            hub=self.hub,
+            queue_depth=self.ingest.queue_depth,
+            status_counts=self.live.status_counts,
+        )
         self._runner: web.AppRunner | None = None
         self._retention: asyncio.Future[None] | None = None
         self._duty_loop: asyncio.Future[None] | None = None
@@ -227,8 +254,12 @@ class Server:
         self.http_port = config.http_port
 
     def _publish(self, out: Outgoing) -> None:
+        """A StoredAck, at QoS 0: the end-to-end protocol already covers its loss (the
+        terminal resends after ``ack_timeout_s`` and after every reconnect, and a duplicate
+        is acknowledged again), so QoS 1 would only add a PUBACK round and broker-side
+        session state per ack — measured as the biggest share of ingest's CPU (#9)."""
         assert self.link is not None
-        self.link.publish(out.topic, out.payload, qos=1)
+        self.link.publish(out.topic, out.payload, qos=0)
 
     def _accepted(self, batch: list[Accepted]) -> None:
         """On the ingest thread, after the commit and the acks: the live map, then spot
@@ -350,6 +381,7 @@ class Server:
                 config_routes.routes,
                 session_routes.routes,
                 device_routes.routes,
+                metrics_routes.routes,
             ],
             services={
                 ORG: self.org,
@@ -362,6 +394,7 @@ class Server:
                 AUDIT: self.audit,
                 ACCOUNTS: self.accounts,
                 DEVICES: self.devices,
+                METRICS: self.metrics,
                 SECURE_COOKIES: self.config.secure_cookies,
             },
         )
@@ -410,6 +443,16 @@ class Server:
         )
         return removed
 
+    def expire_positions(self) -> str | None:
+        """Drop the fixes of days before the retention period (whole UTC days: on PostgreSQL
+        a partition dropped, not rows deleted); return the first day kept, or None."""
+        days = self.config.position_retention_days
+        if days is None:
+            return None
+        day = time.strftime("%Y-%m-%d", time.gmtime(self._clock() - days * 86_400))
+        self.store.drop_days_before(day)
+        return day
+
     async def _retention_loop(self) -> None:
         while True:
             try:
@@ -424,6 +467,10 @@ class Server:
                 await asyncio.to_thread(self.store.pack_settled, since_ms)
             except StoreError as exc:
                 log.error("packing fixes failed: %s", exc)
+            try:
+                await asyncio.to_thread(self.expire_positions)
+            except StoreError as exc:
+                log.error("position retention failed: %s", exc)
             await asyncio.sleep(3600)
 
     async def _every(self, period_s: float, what: str, step: Callable[[], object]) -> None:

@@ -129,6 +129,10 @@ class Ingest:
         """Called on the MQTT thread: only enqueue."""
         self._queue.put((topic, payload, int(self._clock() * 1000)))
 
+    def queue_depth(self) -> int:
+        """Frames received and not yet taken by the ingest thread (the lag, for /metrics)."""
+        return self._queue.qsize()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._thread.start()

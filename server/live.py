@@ -21,6 +21,7 @@ import json
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -317,6 +318,13 @@ class LiveState:
         self._volunteers: dict[str, Volunteer] = {}
         self._duty: dict[str, Duty] = {}
         self._due: list[tuple[int, str]] = []  # heap of (due_ms, device) for ``tick``
+
+    def status_counts(self) -> dict[str, int]:
+        """Terminals by status now, for /metrics: counted under the lock without copying
+        anyone's document (a copy of 50,000 took 290 ms a scrape, with ingest waiting)."""
+        now_ms = self._now_ms()
+        with self._lock:
+            return dict(Counter(s.status_at(now_ms) for s in self._terminals.values()))
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

@@ -7,6 +7,7 @@ also unpacked into ``positions`` for queries.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 import threading
@@ -370,6 +371,13 @@ class SqliteStore:
                 (f.device_id, f.seq, *f.checkpoint_range),
             )
         return Outcome.NEW
+
+    def drop_days_before(self, day: str) -> None:
+        """Retention: delete the fixes timed before ``day`` (``YYYY-MM-DD``, UTC)."""
+        cutoff = int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()) * 1000
+        with self._lock, transaction(self._conn, StoreError, f"drop fixes before {day}"):
+            self._conn.execute("DELETE FROM positions WHERE time_ms<?", (cutoff,))
+            self._conn.execute("DELETE FROM fix_packs WHERE hour<?", (cutoff // HOUR_MS,))
 
     def track(
         self,

@@ -190,6 +190,15 @@ class Store(Protocol):
         no snapshot refers to any more (their files may go)."""
         ...
 
+    def pack_settled(self, since_ms: int) -> int:
+        """Pack every settled device-hour since ``since_ms`` that has no pack yet; how many."""
+        ...
+
+    def drop_days_before(self, day: str) -> None:
+        """Retention: forget every fix timed before ``day`` (``YYYY-MM-DD``, UTC); frames,
+        the evidence, are kept."""
+        ...
+
     def fix_rows(self, device_id: str, since_ms: int, until_ms: int) -> list[FixRow]:
         """Fixes with ``since_ms <= time_ms < until_ms``, ordered by (time_ms, seq, idx)."""
         ...

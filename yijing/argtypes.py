@@ -57,3 +57,15 @@ def baud(text: str) -> int:
     if not 300 <= value <= 4_000_000:
         raise argparse.ArgumentTypeError(f"baud rate {value} is outside 300-4000000")
     return value
+
+
+def retention_days(text: str) -> int:
+    """Days of fixes to keep: at least 31, so a backfill within the replay window (30 days)
+    is never dropped the hour it is stored."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: days must be a whole number") from None
+    if days < 31:
+        raise argparse.ArgumentTypeError(f"{days}: keep at least 31 days (the replay window is 30)")
+    return days

@@ -9,13 +9,14 @@ import signal
 import sys
 from pathlib import Path
 
-from .argtypes import port, positive
+from .argtypes import port, positive, retention_days
 
 EXAMPLES = {
     "server": "example:\n  yijing server --data ./var/server --port 8080\n"
     "  yijing server --broker mqtt://10.0.0.5:1883 --host 0.0.0.0\n"
     "  yijing server --tiles-dir /srv/tiles/futian --walk-speed 1.6\n"
-    "  yijing server --mqtt-listen 0.0.0.0:8883 --host 0.0.0.0   # terminals over TLS",
+    "  yijing server --mqtt-listen 0.0.0.0:8883 --host 0.0.0.0   # terminals over TLS\n"
+    "  yijing server --store postgresql://yijing@db.station.lan/yijing",
     "demo": "example:\n  yijing demo --terminals 30 --port 8080",
 }
 
@@ -58,6 +59,8 @@ def cmd_server(args: argparse.Namespace) -> int:
                 broker_url=args.broker,
                 mqtt_listen=mqtt_listen,
                 secure_cookies=args.secure_cookies,
+                store_url=args.store,
+                position_retention_days=args.keep_fixes_days,
                 site=site,
             )
         )
@@ -136,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="mqtt://host:port[?protocol=3.1.1], or mqtts://host:port with the station's "
         "certificates from DATA/pki; default: start a local broker",
+    )
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        default=None,
+        help="postgresql://user@host/db: keep telemetry in PostgreSQL (default: SQLite in "
+        "DATA/yijing.db)",
+    )
+    p.add_argument(
+        "--keep-fixes-days",
+        type=retention_days,
+        default=None,
+        metavar="DAYS",
+        help="drop fixes older than DAYS (whole days; at least 31, the replay window plus "
+        "one); default: keep everything. The signed frames are kept",
     )
     p.add_argument(
         "--secure-cookies",

@@ -169,7 +169,7 @@ async def run_demo(
             f"{min(cameras, terminals)} with a camera"
         )
         print(f"  broker:    {server.broker_address}")
-        print(f"  store:     {server.store.path}")
+        print(f"  store:     {server.config.store_url or server.config.data_dir / 'yijing.db'}")
         print(f"  dashboard: {server.url}/login?token={token}")
         print(f"  reports:   {server.url}/login?token={inspector}&next=/static/reports.html")
         print(f"             (an inspector of Futian; {shifts} shifts running)")

@@ -283,9 +283,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         keys = store.device_keys(args.device_id)
         key_id = max((k.key_id for k in keys), default=0) + 1
         identity = new_device(args.device_id, units=device.units, key_id=key_id)
-        if args.csr is not None and not broker.tls:
-            raise ProvisioningError("--csr: a certificate is only for an mqtts:// broker")
-        tls = _tls_for(ca, identity.device_id, args.csr) if broker.tls else None
+        tls = _tls_for(ca, identity.device_id) if broker.tls else None
         store.add_key(
             DeviceKey(identity.device_id, key_id, identity.mac_key, raw_public(identity.public_key))
         )

@@ -24,6 +24,7 @@ from server.web import (
     dispatch_routes,
     duty_routes,
     field_routes,
+    metrics_routes,
     org_routes,
     report_routes,
     session_routes,
@@ -51,6 +52,7 @@ ALL_ROUTES = [
     config_routes.routes,
     session_routes.routes,
     device_routes.routes,
+    metrics_routes.routes,
 ]
 JPEG = b"\xff\xd8\xff\xe0" + bytes(64) + b"\xff\xd9"
 

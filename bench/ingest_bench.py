@@ -301,9 +301,10 @@ def c_ceiling(host: str, port: int, n: int, size: int, qos: int,
 
 
 def start_server(data: Path, broker_port: int, store: str | None,
-                 log: Path) -> tuple[subprocess.Popen[str], str, str]:
+                 log: Path, workers: int = 1) -> tuple[subprocess.Popen[str], str, str]:
     cmd = [sys.executable, "-m", "yijing.cli", "server", "--data", str(data),
-           "--broker", f"mqtt://127.0.0.1:{broker_port}", "--port", "0"]
+           "--broker", f"mqtt://127.0.0.1:{broker_port}", "--port", "0",
+           "--workers", str(workers)]
     if store:
         cmd += ["--store", store]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("w"),
@@ -544,6 +545,8 @@ def main() -> None:
                         help="offered fixes/s, comma-separated")
     parser.add_argument("--seconds", type=float, default=15.0, help="per step (default 15)")
     parser.add_argument("--publishers", type=int, default=3, help="publisher processes")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="the server's ingest processes (yijing server --workers)")
     parser.add_argument("--qos", type=int, choices=(0, 1), default=1,
                         help="publish QoS (default 1, as the agent does)")
     parser.add_argument("--store", default="sqlite",
@@ -597,7 +600,8 @@ def main() -> None:
         data.mkdir()
         devices, enrol_s = enrol(data, args.terminals)
         print(f"enrolled {len(devices):,} terminals in {enrol_s:.1f} s", flush=True)
-        server, url, token = start_server(data, broker.port, store_url, tmp / "server.log")
+        server, url, token = start_server(data, broker.port, store_url, tmp / "server.log",
+                                          args.workers)
         stats = StatsClient(url, token)
         time.sleep(1.0)
         idle = proc_status(server.pid)

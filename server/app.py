@@ -27,6 +27,7 @@ from yijing.mqtt import MqttLink, NotConnected, TlsFiles
 
 from .accounts import Accounts, AccountStore
 from .audit import AuditLog
+from .backends import open_store
 from .broker_sync import BrokerSync, Listen, start_secure_broker
 from .devices import DeviceRegistry
 from .dispatch.model import DispatchConfig
@@ -35,6 +36,7 @@ from .duty.service import DutyService
 from .errors import ConfigError, StoreError
 from .field.service import FieldReports
 from .ingest import Accepted, Ingest
+from .ingest_workers import IngestWorkers, WorkerConfig
 from .keyring import StoreKeyRing
 from .live import Hub, LiveState
 from .metrics import server_registry
@@ -42,7 +44,6 @@ from .org.store import OrgStore
 from .reports.service import Reports
 from .snapshots import SnapshotFiles
 from .spotcheck.service import SpotChecks
-from .sqlite_store import SqliteStore
 from .store import Device, DeviceKey, Store
 from .web import (
     config_routes,
@@ -99,16 +100,6 @@ def parse_broker_url(url: str) -> BrokerUrl:
     return BrokerUrl(broker.host, broker.port, broker.protocol, broker.tls)
 
 
-def open_store(url: str | None, data: Path) -> Store:
-    if url is None:
-        return SqliteStore(data / "yijing.db")
-    if url.startswith(("postgresql://", "postgres://")):
-        from .pg_store import PgStore  # psycopg is loaded only by those who use it
-
-        return PgStore(url)
-    raise ConfigError(f"store URL {url!r}: use postgresql://user@host/db (or none for SQLite)")
-
-
 def parse_listen(value: str) -> Listen:
     """``HOST:PORT`` for the embedded broker's TLS listener (``0.0.0.0:8883`` for all)."""
     host, sep, port_text = value.rpartition(":")
@@ -135,6 +126,9 @@ class ServerConfig:
     #: The telemetry store: None → SQLite in DATA/yijing.db; "postgresql://user@host/db" →
     #: PostgreSQL (daily position partitions), for a deployment past one machine.
     store_url: str | None = None
+    #: Ingest processes sharing the uplink through an MQTT 5 shared subscription (1: ingest
+    #: runs in this process, on a thread).
+    workers: int = 1
     #: Mark session cookies Secure even on plain HTTP: the server sits behind a TLS proxy
     #: (over HTTPS they are Secure anyway).
     secure_cookies: bool = False
@@ -223,6 +217,7 @@ class Server:
         self.audit = AuditLog(data / "audit.db")
         self.broker: LocalBroker | None = None
         self.broker_sync: BrokerSync | None = None
+        self.workers: IngestWorkers | None = None
         self.broker_address = (
             parse_broker_url(config.broker_url) if config.broker_url is not None else None
         )
@@ -244,7 +239,7 @@ class Server:
             self.ingest.stats,
             live=self.live,
             hub=self.hub,
-            queue_depth=self.ingest.queue_depth,
+            queue_depth=self._queue_depth,
             status_counts=self.live.status_counts,
         )
         self._runner: web.AppRunner | None = None
@@ -315,6 +310,10 @@ class Server:
         expiry_s = max(1, -(-(call.deadline_ms - call.sent_ms) // 1000))
         self.link.publish(out.topic, out.payload, qos=1, expiry_s=expiry_s)
 
+    def _queue_depth(self) -> int:
+        """Frames received and not yet stored: in the workers, or in this process."""
+        return self.workers.queue_depth() if self.workers is not None else self.ingest.queue_depth()
+
     def register_device(self, identity: DeviceIdentity, *, label: str = "") -> None:
         key = DeviceKey(
             identity.device_id, identity.key_id, identity.mac_key, raw_public(identity.public_key)
@@ -357,11 +356,37 @@ class Server:
             host=address.host,
             port=address.port,
             protocol=address.protocol,
-            subscriptions=[(topic_filter, 1)],
+            # With ingest workers this process only publishes (commands, roll calls); the
+            # workers take the uplink (server.ingest_workers).
+            subscriptions=[] if self.config.workers > 1 else [(topic_filter, 1)],
             on_message=self.ingest.submit,
             tls=tls,
         )
-        self.ingest.start()
+        if self.config.workers > 1:
+            if address.protocol != "5":
+                raise ConfigError("--workers needs an MQTT 5 broker (shared subscriptions)")
+            self.workers = IngestWorkers(
+                [
+                    WorkerConfig(
+                        index=i,
+                        data_dir=self.config.data_dir,
+                        store_url=self.config.store_url,
+                        broker_host=address.host,
+                        broker_port=address.port,
+                        tls=tls,
+                        batch_max=self.config.batch_max,
+                        batch_wait_s=self.config.batch_wait_s,
+                        log_level=logging.getLogger().getEffectiveLevel(),
+                    )
+                    for i in range(self.config.workers)
+                ],
+                on_stored=self.duty.tracker.on_stored,
+                on_accepted=self._accepted,
+                stats=self.ingest.stats,
+            )
+            self.workers.start()
+        else:
+            self.ingest.start()
         self.link.start()
         app = make_app(
             store=self.store,
@@ -507,6 +532,8 @@ class Server:
         self.reports.close()  # cancels queued report jobs before the stores close
         if self.link is not None:
             await asyncio.to_thread(self.link.stop)
+        if self.workers is not None:
+            await asyncio.to_thread(self.workers.stop)
         await asyncio.to_thread(self.ingest.stop)
         self.spotchecks.close()  # after ingest: no answer arrives on a closed store
         self.dispatcher.close()

@@ -69,3 +69,13 @@ def retention_days(text: str) -> int:
     if days < 31:
         raise argparse.ArgumentTypeError(f"{days}: keep at least 31 days (the replay window is 30)")
     return days
+
+
+def worker_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: workers must be a whole number") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"{n}: workers must be between 1 and 64")
+    return n

@@ -9,14 +9,14 @@ import signal
 import sys
 from pathlib import Path
 
-from .argtypes import port, positive, retention_days
+from .argtypes import port, positive, retention_days, worker_count
 
 EXAMPLES = {
     "server": "example:\n  yijing server --data ./var/server --port 8080\n"
     "  yijing server --broker mqtt://10.0.0.5:1883 --host 0.0.0.0\n"
     "  yijing server --tiles-dir /srv/tiles/futian --walk-speed 1.6\n"
     "  yijing server --mqtt-listen 0.0.0.0:8883 --host 0.0.0.0   # terminals over TLS\n"
-    "  yijing server --store postgresql://yijing@db.station.lan/yijing",
+    "  yijing server --store postgresql://yijing@db.station.lan/yijing --workers 4",
     "demo": "example:\n  yijing demo --terminals 30 --port 8080",
 }
 
@@ -60,6 +60,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                 mqtt_listen=mqtt_listen,
                 secure_cookies=args.secure_cookies,
                 store_url=args.store,
+                workers=args.workers,
                 position_retention_days=args.keep_fixes_days,
                 site=site,
             )
@@ -146,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="postgresql://user@host/db: keep telemetry in PostgreSQL (default: SQLite in "
         "DATA/yijing.db)",
+    )
+    p.add_argument(
+        "--workers",
+        type=worker_count,
+        default=1,
+        metavar="N",
+        help="ingest in N processes sharing the uplink (MQTT 5 shared subscription); one "
+        "process uses about one core (default: 1, ingest on a thread of this process)",
     )
     p.add_argument(
         "--keep-fixes-days",

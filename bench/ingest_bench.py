@@ -85,25 +85,40 @@ def pct(values: Iterable[float], q: float) -> float:
 # --- /proc ---------------------------------------------------------------------------------------
 
 
+def family(pid: int) -> list[int]:
+    """The process and its children (``yijing server --workers N`` runs N of them)."""
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                pids += [int(c) for c in (task / "children").read_text().split()]
+    return pids
+
+
 def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM in kB."""
+    """VmRSS and VmHWM in kB, summed over the process and its children (the workers)."""
     out: dict[str, int] = {}
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(rest.split()[0])
+    for member in family(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{member}/status", encoding="ascii") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = out.get(key, 0) + int(rest.split()[0])
     return out
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, IndexError):
-        return math.nan
+    """utime + stime of a process and its children (all their threads), in seconds."""
+    total = 0.0
+    for member in family(pid):
+        try:
+            with open(f"/proc/{member}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (OSError, IndexError):
+            if member == pid:
+                return math.nan
+    return total
 
 
 THREAD_NAMES: dict[str, str] = {}

@@ -77,22 +77,21 @@ class BrokerSync:
         self._state: tuple[int, int, int] | None = None
         self.reloads = 0
 
-    def _current(self) -> tuple[int, int, int]:
-        revoked = self._store.revoked()
-        last_rowid = max((rowid for _, rowid in revoked.values()), default=0)
-        ca = StationCA.load(self._ca_dir)
-        return len(self._store.devices()), last_rowid, len(ca.revoked_names())
-
     def write(self) -> bool:
-        """Rewrite the files if enrolment changed; True when they were rewritten."""
-        state = self._current()
+        """Rewrite the files if enrolment changed; True when they were rewritten. One read of
+        the store and one of the CA a call: this runs every few seconds."""
+        devices = self._store.devices()
+        revoked = self._store.revoked()
+        ca = StationCA.load(self._ca_dir)
+        ca_revoked = ca.revoked_names()
+        last_rowid = max((rowid for _, rowid in revoked.values()), default=0)
+        state = (len(devices), last_rowid, len(ca_revoked))
         if state == self._state:
             return False
-        ca = StationCA.load(self._ca_dir)
         write_enrolment_files(
             self.folder,
-            terminals=[(d.device_id, d.units) for d in self._store.devices()],
-            revoked=set(self._store.revoked()) | ca.revoked_names(),
+            terminals=[(d.device_id, d.units) for d in devices],
+            revoked=set(revoked) | ca_revoked,
             crl_pem=ca.path(CRL_FILE).read_bytes(),  # the CA's signed CRL as it stands
         )
         self._state = state

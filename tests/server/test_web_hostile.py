@@ -34,7 +34,8 @@ def body_routes(app: web.Application) -> list[tuple[str, str]]:
     for route in app.router.routes():
         if route.method in ("POST", "PUT", "PATCH"):
             roles = roles_of(route.handler)
-            assert roles is not None and Role.ADMIN in roles, route  # the admin may try all
+            # The admin may try all (an empty set is PUBLIC: signing in).
+            assert roles is not None and (not roles or Role.ADMIN in roles), route
             found.append((route.method, route.resource.canonical))  # type: ignore[union-attr]
     return found
 
@@ -50,6 +51,8 @@ def concrete(rig: Rig, template: str) -> str:
         .replace("{dispatch_id}", "d-nothing")
         .replace("{clue_id}", "t-1:c-nothing")
         .replace("{alert_id}", "a-nothing")
+        .replace("{name}", "hostile-officer")
+        .replace("{device_id}", "ft-nothing")
     )
 
 
@@ -236,12 +239,39 @@ TEMPLATES: dict[tuple[str, str], tuple[dict[str, Any], dict[str, str]]] = {
     ),
     ("POST", "/api/v1/clues/{clue_id}/handle"): ({}, {"note": "opt_text"}),
     ("POST", "/api/v1/alerts/{alert_id}/ack"): ({}, {"note": "opt_text"}),
+    ("POST", "/api/v1/accounts"): (
+        {"username": "hostile-new", "password": "correct horse battery", "role": "officer"},
+        {
+            "username": "text",
+            "password": "name",
+            "role": "enum",
+            "scope": "opt_text",
+            "display_name": "opt_text",
+            "volunteer_id": "opt_text",
+        },
+    ),
+    ("PATCH", "/api/v1/accounts/{name}"): (
+        {"display_name": "改名"},
+        {
+            "role": "opt_enum",
+            "scope": "opt_text",
+            "display_name": "opt_text",
+            "volunteer_id": "opt_text",
+            "disabled": "bool",
+            "password": "opt_text",
+        },
+    ),
+    ("POST", "/api/v1/devices/{device_id}/revoke"): ({"reason": "lost"}, {"reason": "name"}),
 }
+#: Not in the table, on purpose: a failed sign-in answers one sentence that never says which
+#: field was wrong (so a guesser learns nothing), and ten failures throttle the address. The
+#: malformed and oversized body tests above cover it.
+NO_FIELD_NAMES = {("POST", "/api/v1/session")}
 
 
 def test_every_field_of_every_body_route_refuses_wrong_types_by_name(tmp_path: Path) -> None:
     async def body(rig: Rig) -> None:
-        routes = {r for r in body_routes(rig.app) if "/import/" not in r[1]}
+        routes = {r for r in body_routes(rig.app) if "/import/" not in r[1]} - NO_FIELD_NAMES
         assert routes == set(TEMPLATES), routes ^ set(TEMPLATES)  # a new route needs a row
         before = rig.rows()
         checked = 0

@@ -20,16 +20,20 @@ from server.app import Server, ServerConfig
 from server.org.model import Roster
 from server.web import (
     config_routes,
+    device_routes,
     dispatch_routes,
     duty_routes,
     field_routes,
+    metrics_routes,
     org_routes,
     report_routes,
+    session_routes,
     spotcheck_routes,
 )
-from server.web.access import Principal, Role
+from server.web.access import ACCOUNTS, Principal, Role
 from server.web.config_routes import SiteConfig
-from server.web.keys import AUDIT, DISPATCH, DUTY, FIELD, ORG, REPORTS, SITE, SPOTCHECKS
+from server.web.keys import AUDIT, DEVICES, DISPATCH, DUTY, FIELD, ORG, REPORTS, SITE, SPOTCHECKS
+from server.web.metrics_routes import METRICS
 from tests.server.org.support import BAR, build
 from tests.server.support import api_app
 
@@ -44,6 +48,9 @@ ALL_ROUTES = [
     dispatch_routes.routes,
     field_routes.routes,
     config_routes.routes,
+    session_routes.routes,
+    device_routes.routes,
+    metrics_routes.routes,
 ]
 #: Not one request may take longer than this: a hostile body must not hold a handler.
 REQUEST_S = 10.0
@@ -174,6 +181,8 @@ def run(
         try:
             build(server.org)
             server.org.put_roster(Roster("r1", BAR.post_id, ("li",), "20:00", "23:00"))
+            # An account to change (``PATCH /api/v1/accounts/{name}``).
+            server.accounts.create("hostile-officer", "correct horse battery", role="officer")
             incident = server.dispatcher.create_incident(
                 kind="medical", priority=1, lat=BAR.fence.lat, lon=BAR.fence.lon,  # type: ignore[union-attr]
                 actor="admin:Admin", unit_id="ft-s1",
@@ -192,6 +201,9 @@ def run(
                     FIELD: server.field,
                     SITE: site,
                     AUDIT: server.audit,
+                    ACCOUNTS: server.accounts,
+                    DEVICES: server.devices,
+                    METRICS: server.metrics,
                 },
             )
             async with TestClient(TestServer(app)) as client:

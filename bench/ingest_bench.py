@@ -12,9 +12,22 @@ One run, on one machine:
    ``python -m yijing.cli server --data D --broker mqtt://127.0.0.1:PORT --port 0`` as a
    subprocess (``--store URL`` too when one is given).
 4. Per offered rate, for ``--seconds``: ``--publishers`` processes share the terminals; each
-   paces its share of the rate, seals every ``Position`` at send time with the terminal's
-   ``DeviceEndpoint.seal`` (HMAC, seq increasing per terminal, ``sent_ms`` = now) and publishes
-   it with paho at ``--qos`` (1 by default, as the agent does). While they run:
+   paces its share of the rate with Position frames sealed by the terminal's
+   ``DeviceEndpoint.seal`` (the real protocol and HMAC, seq increasing per terminal), published
+   at ``--qos`` (1 by default, as the agent does). ``--generator`` says how:
+   - ``raw`` (default): each publisher seals every frame of the step *before* the timed run,
+     with ``sent_ms`` = the fix's ``time_ms`` = its scheduled send time t0 + i / rate, builds
+     the MQTT PUBLISH packets, connects, and reports ready; then every 5 ms it writes all the
+     packets due in one ``sendall`` to a plain socket and counts the PUBACKs on a thread
+     (``bench/rawpub.py``, MQTT 3.1.1). Its CPU per message is next to nothing, so the CPU
+     goes to the broker and the server being measured. t0 is chosen from a timed sample of
+     pre-sealing so that every publisher is ready by then (if one is not, all start later and
+     the frames carry stamps from before their send time; the schedule recorded is the real
+     one).
+   - ``paho``: seals each frame at its send time (``sent_ms`` = now) and publishes with paho,
+     about 130 µs of CPU per message at QoS 1: on 2 cores, three of them take a whole core at
+     10,000/s and starve the server. Kept for comparison.
+   While they run:
    - ``mosquitto_sub -t 'yj/1/up/#' -q 1 -C n`` receives the same stream (the broker's delivery
      of the offered load to a C subscriber, in the same step);
    - ``GET /api/v1/stats`` (the first-start admin token) every 0.5 s: stored frames;
@@ -24,9 +37,14 @@ One run, on one machine:
 5. Latency, fix sent → durably stored: a ``mosquitto_sub -q 1 -t 'yj/1/down/+/ack' -F '%U %x'``
    started before the first step records every ``StoredAck`` the server publishes (sent only
    after the store's commit) with its arrival time; afterwards each acked (device, seq) is
-   matched to the ``sent_ms`` its publisher recorded.
+   matched to the ``sent_ms`` its publisher recorded: the scheduled send time with ``raw``,
+   so a generator running late counts against the server (conservative).
 6. At the end, with the server stopped: the store read-only: every sent (device, seq) stored
    exactly once (frames and positions), nothing extra.
+
+The generator's figures: "gen. lag" is how late it wrote a frame relative to its schedule
+(with ``raw`` up to a 5 ms tick by design); "gen. CPU s" is the publishers' CPU from the start
+to the last PUBACK (with ``raw`` pre-sealing is not in it: it is reported per frame apart).
 
 Output: a Markdown table on stdout and ``bench/out/ingest.png`` (stored/s and p99 latency
 against the offered rate, the C-subscriber ceiling as a line). ``--profile-rate R`` runs
@@ -158,24 +176,55 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
+EPILOG = """\
+latency: from each frame's sent_ms to the arrival of the server's StoredAck for it. With
+--generator raw, sent_ms is the frame's scheduled send time (t0 + i / rate), sealed in
+beforehand; a generator late on its schedule ("gen. lag") therefore counts against the server,
+which is conservative. With --generator paho it is the time the frame was sealed and handed
+to paho.
+
+--generator raw pre-seals every frame of a step before the step starts (a pause between the
+steps of about 20 µs × frames / publishers, reported as "pre-sealed"); its CPU while
+publishing is a few % of one CPU, against about 130 µs per message for paho at QoS 1.
+"""
+
+
 # --- the load generator (one process per publisher) ----------------------------------------------
+
+# The raw generator writes what is due every 5 ms: a wake-up costs tens of µs of CPU on a VM,
+# so 2 ms ticks would cost three publishers about 10 % of a CPU, 5 ms about 5 %.
+TICK_S = 0.005
+CALIBRATION_FRAMES = 2000  # pre-built and thrown away to estimate the pre-sealing time
+MAX_OUTSTANDING = 60_000  # un-acked QoS 1 messages per connection (packet ids cycle 1..65535)
+
+
+def endpoints_for(devices: list[tuple[str, bytes]]) -> list[Any]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from protocol import DeviceEndpoint
+
+    dummy = Ed25519PrivateKey.generate()  # a Position is MAC'd only; checkpoints are signed
+    return [DeviceEndpoint(device_id=d, key_id=1, mac_key=mac, signing_key=dummy,
+                           server_key=dummy.public_key()) for d, mac in devices]
+
+
+def position(d: int, at_ms: int) -> Any:
+    from protocol import Fix, Position
+
+    return Position(fix=Fix(time_ms=at_ms, lat=LAT0 + (d % 100) * 5e-4,
+                            lon=LON0 + (d // 100 % 100) * 5e-4, accuracy_m=5.0, speed_mps=1.2))
 
 
 def publisher(host: str, port: int, first: int, devices: list[tuple[str, bytes]], rate: float,
               seconds: float, seq_base: int, qos: int, t0: float, record: str,
               conn: Connection) -> None:
-    """Publish ``rate × seconds`` Position frames round-robin over ``devices`` from wall time
-    ``t0``, each sealed at its send time. Writes (device index, seq, sent_ms) triples to
-    ``record``; sends a dict of figures on ``conn``."""
+    """``--generator paho``: publish ``rate × seconds`` Position frames round-robin over
+    ``devices`` from wall time ``t0``, each sealed at its send time, with paho. Writes
+    (device index, seq, sent_ms) triples to ``record``; sends a dict of figures on ``conn``."""
     import paho.mqtt.client as paho
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from protocol import DeviceEndpoint, Fix, Position
-
-    dummy = Ed25519PrivateKey.generate()  # a Position is MAC'd only; checkpoints are signed
-    endpoints = [DeviceEndpoint(device_id=d, key_id=1, mac_key=mac, signing_key=dummy,
-                                server_key=dummy.public_key()) for d, mac in devices]
+    endpoints = endpoints_for(devices)
     t = len(endpoints)
     n = int(rate * seconds)
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}",
@@ -191,6 +240,7 @@ def publisher(host: str, port: int, first: int, devices: list[tuple[str, bytes]]
     info = None
     while time.time() < t0:
         time.sleep(0.001)
+    cpu0 = time.process_time()
     while k < n:
         now = time.time()
         due = min(n, int((now - t0) * rate) + 1)
@@ -203,9 +253,7 @@ def publisher(host: str, port: int, first: int, devices: list[tuple[str, bytes]]
             seq = seq_base + i // t + 1
             a = time.perf_counter_ns()
             at = int(time.time() * 1000)
-            fix = Fix(time_ms=at, lat=LAT0 + (d % 100) * 5e-4, lon=LON0 + (d // 100 % 100) * 5e-4,
-                      accuracy_m=5.0, speed_mps=1.2)
-            out = endpoints[d].seal(Position(fix=fix), seq=seq, sent_ms=at)
+            out = endpoints[d].seal(position(d, at), seq=seq, sent_ms=at)
             seal_ns += time.perf_counter_ns() - a
             info = client.publish(out.topic, out.payload, qos=qos)
             sent.extend((first + d, seq, at))
@@ -220,7 +268,122 @@ def publisher(host: str, port: int, first: int, devices: list[tuple[str, bytes]]
         sent.tofile(f)
     conn.send({"n": n, "end_call": end_call, "end": end, "lag_p99_ms": pct(lag, 0.99),
                "lag_max_ms": max(lag) if lag else 0.0, "seal_us": seal_ns / 1000 / max(1, n),
-               "cpu_s": time.process_time()})
+               "prebuild_s": 0.0, "cpu_s": time.process_time() - cpu0, "unacked": 0,
+               "stalls": 0})
+
+
+def raw_publisher(host: str, port: int, first: int, devices: list[tuple[str, bytes]],
+                  rate: float, seconds: float, seq_base: int, qos: int, record: str,
+                  conn: Connection) -> None:
+    """``--generator raw``: the same frames as ``publisher`` (same devices, seqs, MACs), but
+    sealed and built into MQTT PUBLISH packets before the timed run, then written to a plain
+    socket (``rawpub.RawPublisher``) every ``TICK_S``: all the packets due by then in one
+    ``sendall``.
+
+    Handshake on ``conn`` (duplex) with ``run_step``:
+    1. → ("calibrated", {n, us}): the cost of pre-building one frame, on a throwaway sample;
+    2. ← t0, chosen so that everyone has pre-built by then: every frame i is sealed with
+       ``sent_ms`` = its fix's ``time_ms`` = its scheduled send time t0 + i / rate;
+    3. → ("ready", {...}) once built and connected (CONNACK received);
+    4. ← go: the start, t0 unless someone was ready too late for it; then the schedule is
+       go + i / rate, which is what ``record`` gets as sent_ms (latency is measured from it);
+    5. → the dict of figures, as ``publisher`` sends.
+    """
+    from rawpub import RawPublisher, mqtt_string, packet_id_for, publish_packet
+
+    endpoints = endpoints_for(devices)
+    t = len(endpoints)
+    n = int(rate * seconds)
+    topics: dict[int, bytes] = {}
+
+    def build(i: int, at_ms: int) -> tuple[bytes, int]:
+        d = i % t
+        seq = seq_base + i // t + 1
+        out = endpoints[d].seal(position(d, at_ms), seq=seq, sent_ms=at_ms)
+        topic = topics.get(d)
+        if topic is None:
+            topic = topics[d] = mqtt_string(out.topic)
+        return publish_packet(topic, out.payload, qos, packet_id_for(i) if qos else 0), seq
+
+    sample = min(n, CALIBRATION_FRAMES)
+    now_ms = int(time.time() * 1000)
+    a = time.perf_counter()
+    for i in range(sample):
+        build(i, now_ms)
+    conn.send(("calibrated", {"n": n, "us": (time.perf_counter() - a) / max(1, sample) * 1e6}))
+    t0: float = conn.recv()
+
+    a = time.perf_counter()
+    cpu_a = time.process_time()
+    buf = bytearray()
+    offsets = array("q", [0])
+    sent = array("q")
+    for i in range(n):
+        at = int((t0 + i / rate) * 1000)
+        packet, seq = build(i, at)
+        buf += packet
+        offsets.append(len(buf))
+        sent.extend((first + i % t, seq, at))
+    prebuild_s = time.perf_counter() - a
+    prebuild_cpu = time.process_time() - cpu_a
+    view = memoryview(buf)
+    pub = RawPublisher(host, port, client_id=f"bench-raw-{os.getpid()}-{secrets.token_hex(3)}")
+    conn.send(("ready", {"prebuild_s": prebuild_s, "bytes": len(buf)}))
+    while not conn.poll(1.0):  # the others may still be sealing: keep the connection alive
+        pub.ping_if_idle()
+    go: float = conn.recv()
+    if go != t0:  # started later than the frames were sealed for: record the real schedule
+        shift = round((go - t0) * 1000)
+        for j in range(2, len(sent), 3):
+            sent[j] += shift
+
+    lag = array("d")
+    stalls = 0
+    k = 0
+    while time.time() < go:
+        pub.ping_if_idle()
+        time.sleep(0.0005)
+    cpu0 = time.process_time()
+    next_tick = go
+    while k < n:
+        now = time.time()
+        due = min(n, int((now - go) * rate) + 1)
+        if qos:
+            pub.check()
+            if due - pub.acked > MAX_OUTSTANDING:  # packet ids must not be reused un-acked
+                due = pub.acked + MAX_OUTSTANDING
+                stalls += 1
+        if due > k:
+            lag.append((now - (go + k / rate)) * 1000)
+            pub.send(view[offsets[k]:offsets[due]])
+            k = due
+        else:  # a low rate, or held back by the cap
+            pub.ping_if_idle()
+        if k >= n:
+            break
+        next_tick += TICK_S
+        pause = next_tick - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        else:
+            next_tick = time.time()  # behind: send again at once, do not try to catch up ticks
+    end_call = time.time()
+    unacked = 0
+    if qos:
+        pub.wait_acked(n, 120)
+        unacked = n - pub.acked
+        end = pub.last_ack_at if not unacked else time.time()
+    else:
+        end = end_call
+    cpu_s = time.process_time() - cpu0
+    pub.disconnect()
+    with open(record, "wb") as f:
+        sent.tofile(f)
+    conn.send({"n": n, "end_call": end_call, "end": end, "lag_p99_ms": pct(lag, 0.99),
+               "lag_max_ms": max(lag) if lag else 0.0, "seal_us": prebuild_cpu * 1e6 / max(1, n),
+               "prebuild_s": prebuild_s, "cpu_s": cpu_s,
+               "unacked": unacked, "stalls": stalls, "pingresps": pub.pingresps,
+               "unexpected": pub.unexpected})
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -231,10 +394,15 @@ class Step:
     rate: int
     seconds: float
     sent: int = 0
-    published_per_s: float = 0.0
+    published_per_s: float = 0.0  # up to the last PUBACK (QoS 1)
+    written_per_s: float = 0.0  # up to the generator's last send
     lag_p99_ms: float = 0.0
-    seal_us: float = 0.0
-    pub_cpu_s: float = 0.0
+    seal_us: float = 0.0  # paho: sealing at send time; raw: pre-sealing CPU (seal + packet)
+    pub_cpu_s: float = 0.0  # the publishers' CPU from the start to the last PUBACK
+    prebuild_s: float = 0.0  # raw: wall time of the slowest publisher's pre-sealing
+    start_slip_s: float = 0.0  # raw: start later than the frames were sealed for
+    unacked: int = 0  # raw: PUBACKs missing at the end
+    stalls: int = 0  # raw: ticks held back by the cap on un-acked messages
     stored_window: int = 0  # stored while the publishers ran
     stored_per_s: float = 0.0
     stored_total: int = 0
@@ -344,6 +512,24 @@ def start_server(data: Path, broker_port: int, store: str | None,
     return proc, url, token
 
 
+def recv_all(conns: list[Connection], procs: list[Any], kind: str,
+             timeout: float) -> list[tuple[str, dict[str, Any]]]:
+    """One ``(kind, dict)`` message from each publisher, in order; a dead one is an error."""
+    out = []
+    deadline = time.time() + timeout
+    for c, proc in zip(conns, procs, strict=True):
+        while not c.poll(0.1):
+            if not proc.is_alive():
+                raise RuntimeError("a publisher process died; see its traceback")
+            if time.time() > deadline:
+                raise RuntimeError(f"no {kind!r} from a publisher in {timeout:.0f} s")
+        msg = c.recv()
+        if msg[0] != kind:
+            raise RuntimeError(f"publisher said {msg!r}, expected {kind!r}")
+        out.append(msg)
+    return out
+
+
 def run_step(step: Step, args: argparse.Namespace, broker: Any, devices: list[tuple[str, bytes]],
              seq_base: int, server: subprocess.Popen[str], stats: StatsClient, out: Path,
              tmp: Path) -> int:
@@ -356,23 +542,56 @@ def run_step(step: Step, args: argparse.Namespace, broker: Any, devices: list[tu
     ctx = mp.get_context("spawn")
     before = stats.get()["stored"]
     c_out = tmp / f"csub-{step.rate}.txt"
-    with c_out.open("w") as f:
-        csub = subprocess.Popen(["mosquitto_sub", "-h", broker.host, "-p", str(broker.port),
-                                 "-q", "1", "-t", "yj/1/up/#", "-C", str(n_total), "-F", "%U",
-                                 "-W", str(int(step.seconds + args.drain_timeout + 30))],
-                                stdout=f)
-    t0 = time.time() + 2.0 + 0.2 * p  # spawn and import time
+
+    def c_subscriber(start_in: float) -> subprocess.Popen[bytes]:
+        """mosquitto_sub for the step's stream; it gives up ``-W`` seconds after starting."""
+        with c_out.open("w") as f:
+            return subprocess.Popen(
+                ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t",
+                 "yj/1/up/#", "-C", str(n_total), "-F", "%U", "-W",
+                 str(int(start_in + step.seconds + args.drain_timeout + 30))], stdout=f)
+
     procs, conns = [], []
-    for i, (first, part) in enumerate(slices):
-        record = str(tmp / f"sent-{step.rate}-{i}.bin")
-        step.records.append(record)
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=publisher, args=(broker.host, broker.port, first, part,
-                                                   step.rate / p, step.seconds, seq_base,
-                                                   args.qos, t0, record, child), daemon=True)
-        proc.start()
-        procs.append(proc)
-        conns.append(parent)
+    if args.generator == "paho":
+        csub = c_subscriber(0)
+        t0 = time.time() + 2.0 + 0.2 * p  # spawn and import time
+        for i, (first, part) in enumerate(slices):
+            record = str(tmp / f"sent-{step.rate}-{i}.bin")
+            step.records.append(record)
+            parent, child = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=publisher, args=(broker.host, broker.port, first, part,
+                                                       step.rate / p, step.seconds, seq_base,
+                                                       args.qos, t0, record, child), daemon=True)
+            proc.start()
+            procs.append(proc)
+            conns.append(parent)
+    else:
+        for i, (first, part) in enumerate(slices):
+            record = str(tmp / f"sent-{step.rate}-{i}.bin")
+            step.records.append(record)
+            parent, child = ctx.Pipe(duplex=True)
+            proc = ctx.Process(target=raw_publisher, args=(broker.host, broker.port, first, part,
+                                                           step.rate / p, step.seconds, seq_base,
+                                                           args.qos, record, child), daemon=True)
+            proc.start()
+            procs.append(proc)
+            conns.append(parent)
+        # Pre-sealing: the publishers run in parallel on the machine's CPUs (the server is
+        # idle by now: the previous step drained). The start leaves them twice the estimate.
+        calibrated = [m for _, m in recv_all(conns, procs, "calibrated", 120)]
+        share = max(1.0, p / (os.cpu_count() or 1))
+        need = max(c["n"] * c["us"] for c in calibrated) / 1e6 * share * 2
+        t0 = time.time() + need + 0.5
+        csub = c_subscriber(t0 - time.time())
+        for c in conns:
+            c.send(t0)
+        ready = [m for _, m in recv_all(conns, procs, "ready", need * 10 + 120)]
+        step.prebuild_s = max(r["prebuild_s"] for r in ready)
+        go = max(t0, time.time() + 0.2)  # a publisher ready too late: start later for all
+        step.start_slip_s = go - t0
+        for c in conns:
+            c.send(go)
+        t0 = go
     while time.time() < t0:
         time.sleep(0.01)
     s_cpu0, b_cpu0 = cpu_seconds(server.pid), cpu_seconds(args.broker_pid)
@@ -389,6 +608,7 @@ def run_step(step: Step, args: argparse.Namespace, broker: Any, devices: list[tu
     rss: list[int] = []
     dumped = False
     results: list[dict[str, Any]] = []
+    pending = dict(zip(conns, procs, strict=True))
     while len(results) < p:
         time.sleep(0.5)
         samples.append((time.time(), stats.get()["stored"]))
@@ -398,13 +618,15 @@ def run_step(step: Step, args: argparse.Namespace, broker: Any, devices: list[tu
             dump = subprocess.run([str(ROOT / ".venv/bin/py-spy"), "dump", "--pid",
                                    str(server.pid)], capture_output=True, text=True)
             (out / "py-spy-dump.txt").write_text(dump.stdout + dump.stderr)
-        for c in list(conns):
+        for c, proc in list(pending.items()):
             if c.poll():
                 try:
                     results.append(c.recv())
                 except EOFError:
                     raise RuntimeError("a publisher process died; see its traceback") from None
-                conns.remove(c)
+                del pending[c]
+            elif not proc.is_alive() and not c.poll():
+                raise RuntimeError("a publisher process died; see its traceback")
     pub_end = max(r["end"] for r in results)
     window = pub_end - t0
     s_cpu1, b_cpu1 = cpu_seconds(server.pid), cpu_seconds(args.broker_pid)
@@ -415,9 +637,12 @@ def run_step(step: Step, args: argparse.Namespace, broker: Any, devices: list[tu
     stored_at_end = stats.get()["stored"]
     step.sent = sum(r["n"] for r in results)
     step.published_per_s = step.sent / window
+    step.written_per_s = step.sent / max(1e-9, max(r["end_call"] for r in results) - t0)
     step.lag_p99_ms = max(r["lag_p99_ms"] for r in results)
     step.seal_us = sum(r["seal_us"] * r["n"] for r in results) / max(1, step.sent)
     step.pub_cpu_s = sum(r["cpu_s"] for r in results)
+    step.unacked = sum(r["unacked"] for r in results)
+    step.stalls = sum(r["stalls"] for r in results)
     step.stored_window = stored_at_end - before
     step.stored_per_s = step.stored_window / window
     # Drain: until everything is stored, or no progress for 15 s, or the timeout.
@@ -485,9 +710,9 @@ def latencies(steps: list[Step], ack_file: Path, devices: list[tuple[str, bytes]
             with open(record, "rb") as f:
                 sent.frombytes(f.read())
             for j in range(0, len(sent), 3):
-                at = acked.get((sent[j], sent[j + 1]))
-                if at is not None:
-                    lat.append(at - sent[j + 2])
+                got = acked.get((sent[j], sent[j + 1]))
+                if got is not None:
+                    lat.append(got - sent[j + 2])
         step.acked = len(lat)
         if lat:
             lat.sort()
@@ -563,7 +788,8 @@ def plot(steps: list[Step], ceiling: dict[int, float], path: Path, title: str) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--terminals", type=int, default=10_000)
     parser.add_argument("--rates", default="2000,5000,10000,20000",
                         help="offered fixes/s, comma-separated")
@@ -573,6 +799,11 @@ def main() -> None:
                         help="the server's ingest processes (yijing server --workers)")
     parser.add_argument("--qos", type=int, choices=(0, 1), default=1,
                         help="publish QoS (default 1, as the agent does)")
+    parser.add_argument("--generator", choices=("raw", "paho"), default="raw",
+                        help="raw (default): frames pre-sealed before each step and written as "
+                        "pre-built MQTT 3.1.1 packets to a plain socket (bench/rawpub.py), a "
+                        "few %% of a CPU; paho: sealed at send time and published with paho "
+                        "(about 130 µs of CPU per message at QoS 1), the earlier generator")
     parser.add_argument("--store", default="sqlite",
                         help="sqlite (default) or a postgresql:// URL passed as --store")
     parser.add_argument("--drain-timeout", type=float, default=90.0)
@@ -638,7 +869,8 @@ def main() -> None:
             print(f"  {rate:>6,}/s offered: published {step.published_per_s:,.0f}/s, stored "
                   f"{step.stored_per_s:,.0f}/s while publishing, {step.stored_total:,}/"
                   f"{step.sent:,} in the end, drain {step.drain_s:.1f} s, server CPU "
-                  f"{step.server_cpu:.0f} %, RSS {step.rss_mb:.0f} MB", flush=True)
+                  f"{step.server_cpu:.0f} %, RSS {step.rss_mb:.0f} MB, generator CPU "
+                  f"{step.pub_cpu_s:.1f} s", flush=True)
         # Everything sent must be stored before the exactly-once check: wait for the last drain.
         total = sum(s.sent for s in steps)
         deadline = time.time() + args.final_drain
@@ -663,28 +895,46 @@ def main() -> None:
     print()
     print(f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}, Python "
           f"{platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"{args.terminals:,} terminals, {args.publishers} publisher processes, QoS "
-          f"{args.qos}, {args.seconds:g} s per rate, store {args.store}")
+    print(f"{args.terminals:,} terminals, {args.publishers} publisher processes "
+          f"(--generator {args.generator}), QoS {args.qos}, {args.seconds:g} s per rate, store "
+          f"{args.store}; latency is measured from each frame's "
+          + ("scheduled send time" if args.generator == "raw" else "sealing, just before paho"))
     print(f"Reference: C-subscriber ceiling {ceiling_note}; server idle RSS "
           f"{idle.get('VmRSS', 0) / 1024:.0f} MB with "
           f"{args.terminals:,} terminals registered")
     print()
-    print("| offered /s | published /s | gen. lag p99 ms | mosquitto_sub (C) /s | "
+    print("| offered /s | published /s | gen. lag p99 ms | gen. CPU s | mosquitto_sub (C) /s | "
           "stored /s | ratio to C | stored in the end | drain s | acked | p50 ms | p95 ms | "
           "p99 ms | max ms | server CPU % | broker CPU % | server RSS MB |")
-    print("| ---: " * 16 + "|")
+    print("| ---: " * 17 + "|")
     for s in steps:
         ratio = s.stored_per_s / s.c_per_s if s.c_per_s else math.nan
         print(f"| {s.rate:,} | {s.published_per_s:,.0f} | {s.lag_p99_ms:,.0f} | "
+              f"{s.pub_cpu_s:.1f} | "
               f"{s.c_per_s:,.0f} ({s.c_delivered:,}/{s.sent:,}) | {s.stored_per_s:,.0f} | "
               f"{ratio:.2f} | {s.stored_total:,}/{s.sent:,} | {s.drain_s:.1f} | "
               f"{s.acked:,} | {s.p50:,.0f} | {s.p95:,.0f} | {s.p99:,.0f} | {s.pmax:,.0f} | "
               f"{s.server_cpu:.0f} | {s.broker_cpu:.0f} | {s.rss_mb:.0f} |")
     print()
-    print("Sealing at send time: " + ", ".join(f"{s.rate:,}/s {s.seal_us:.1f} µs/fix"
-                                                for s in steps)
-          + "; publishers' CPU: " + ", ".join(f"{s.pub_cpu_s / s.seconds * 100:.0f} %"
-                                              for s in steps))
+    if args.generator == "paho":
+        print("Sealing at send time: " + ", ".join(f"{s.rate:,}/s {s.seal_us:.1f} µs/fix"
+                                                    for s in steps))
+    else:
+        print("Pre-sealed before each timed run (not in the generator CPU): " + ", ".join(
+            f"{s.rate:,}/s {s.seal_us:.1f} µs CPU/fix (seal + packet), slowest publisher "
+            f"{s.prebuild_s:.1f} s"
+            + (f", start {s.start_slip_s:.1f} s later than sealed for" if s.start_slip_s
+               else "") for s in steps))
+        if any(s.unacked or s.stalls for s in steps):
+            print("Raw generator: " + ", ".join(
+                f"{s.rate:,}/s {s.unacked:,} PUBACKs missing, {s.stalls:,} ticks held back by "
+                f"the {MAX_OUTSTANDING:,} un-acked cap" for s in steps))
+    print("Generator CPU from the start to the last PUBACK, all publishers, % of one CPU: "
+          + ", ".join(f"{s.rate:,}/s {s.pub_cpu_s:.1f} s = {s.pub_cpu_s / s.seconds * 100:.0f} %"
+                      for s in steps))
+    print("Published /s is up to the broker's last PUBACK; handed to the socket (raw) or to "
+          "paho by the last frame: " + ", ".join(f"{s.rate:,}/s {s.written_per_s:,.0f}/s"
+                                                  for s in steps))
     print("Server threads, % of one CPU while publishing:")
     for s in steps:
         busy = sorted(s.threads.items(), key=lambda kv: -kv[1])[:6]
@@ -697,6 +947,7 @@ def main() -> None:
           ", ".join(f"{k} {v:,}" for k, v in check.items()))
     png = args.out / "ingest.png"
     plot(steps, ceiling, png, f"yijing ingest, {args.terminals:,} terminals, QoS {args.qos}, "
+         f"{args.generator} generator, "
          f"{cpu_model()} × {os.cpu_count()}, {time.strftime('%Y-%m-%d')}")
     print(f"Plot: {png}")
 

@@ -46,8 +46,31 @@ REPLAY_WINDOW_MS = 30 * 86_400_000
 _CHECKPOINT_CONTEXT = b"yijing/checkpoint/v1\x00"
 
 
+_BLOCK = 64  # SHA-256's block size, bytes
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_MAC_SIZE = TAG_SIZE[Scheme.MAC]
+
+
 def mac(key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, "sha256")[: TAG_SIZE[Scheme.MAC]]
+    """HMAC-SHA256 (RFC 2104) truncated to the tag size.
+
+    Spelt out over ``hashlib.sha256`` rather than ``hmac.digest``, whose one-shot call looks
+    the digest up by name in OpenSSL 3 every time: this costs about a third less (≈ 1.0 µs
+    against 1.6 µs for a Position frame), and the server computes two per frame (the uplink's
+    check, the ack's seal). tests/protocol/test_protocol_fast_paths.py holds it to
+    ``hmac.digest``.
+    """
+    if type(key) is not bytes:
+        key = bytes(key)
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    inner = hashlib.sha256(key.translate(_IPAD))
+    inner.update(data)
+    outer = hashlib.sha256(key.translate(_OPAD))
+    outer.update(inner.digest())
+    return outer.digest()[:_MAC_SIZE]
 
 
 def seal_mac(envelope: Envelope, key: bytes) -> bytes:

@@ -15,8 +15,9 @@ import dataclasses
 import enum
 import math
 import re
-from collections.abc import Sequence, Sized
-from typing import Any, ClassVar, Generic, TypeVar, cast
+import types
+from collections.abc import Callable, Sequence, Sized
+from typing import Any, Generic, TypeVar, cast
 
 from .errors import InvalidField, MalformedFrame, ProtocolError
 
@@ -71,6 +72,8 @@ class Int(Codec[int]):
         self.lo, self.hi = lo, hi
 
     def check(self, value: object, name: str) -> int:
+        if type(value) is int and self.lo <= value <= self.hi:  # the common case, first
+            return value
         # bool is an int subclass in Python; a True where a count belongs is a bug upstream.
         if not isinstance(value, int) or isinstance(value, bool):
             raise InvalidField(name, f"expected an integer, got {_type_name(value)}")
@@ -95,6 +98,9 @@ class Scaled(Codec[float]):
     def __init__(self, scale: int, lo: float, hi: float, *, hi_open: bool = False) -> None:
         self.scale, self.lo, self.hi, self.hi_open = scale, lo, hi, hi_open
         self._wire = Int(math.floor(lo * scale), math.ceil(hi * scale))
+        # Below 2**50 units, raw / scale rounds back to raw exactly (the error of the division
+        # is far below half a unit), so a wire integer in range needs no quantizing.
+        self._exact = max(abs(self._wire.lo), abs(self._wire.hi)) < 2**50
 
     def check(self, value: object, name: str) -> float:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -118,7 +124,17 @@ class Scaled(Codec[float]):
         return round(value * self.scale)
 
     def from_wire(self, raw: object, name: str) -> float:
+        # The common case first: an int within the wire range whose value is within the field's
+        # range is already on the grid, so check() would return raw / scale unchanged.
+        if type(raw) is int and self._exact and self._wire.lo <= raw <= self._wire.hi:
+            number = raw / self.scale
+            if self.lo <= number and (number < self.hi if self.hi_open else number <= self.hi):
+                return number
         return self.check(self._wire.check(raw, name) / self.scale, name)
+
+
+#: Control characters other than newline and tab (C0, U+0000 to U+001F).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
 
 
 class Str(Codec[str]):
@@ -135,7 +151,7 @@ class Str(Codec[str]):
             )
         if self.pattern is not None and not self.pattern.fullmatch(value):
             raise InvalidField(name, f"{value!r} does not match {self.pattern.pattern}")
-        if any(ord(ch) < 0x20 and ch not in "\n\t" for ch in value):
+        if _CONTROL.search(value):
             raise InvalidField(name, "contains control characters")
         if not value.isascii():
             try:
@@ -204,6 +220,8 @@ class ListOf(Codec[tuple[T, ...]]):
 
     def __init__(self, inner: Codec[T], *, max_len: int, min_len: int = 0) -> None:
         self.inner, self.max_len, self.min_len = inner, max_len, min_len
+        #: Items whose wire form is themselves (ints, text, bytes) are copied, not converted.
+        self._plain_items = type(inner).to_wire is Codec.to_wire
 
     def _length(self, value: object, name: str) -> Sequence[object]:
         if not isinstance(value, (list, tuple)):
@@ -219,6 +237,8 @@ class ListOf(Codec[tuple[T, ...]]):
         return tuple(self.inner.check(v, f"{name}[{i}]") for i, v in enumerate(items))
 
     def to_wire(self, value: tuple[T, ...]) -> object:
+        if self._plain_items:
+            return list(value)
         return [self.inner.to_wire(v) for v in value]
 
     def from_wire(self, raw: object, name: str) -> tuple[T, ...]:
@@ -252,12 +272,105 @@ class Nested(Codec[M]):
 REQUIRED = object()
 """Marks a field without a default in a record's layout."""
 
+#: (name, codec, default) of one field; default is ``REQUIRED`` for a required field.
+Field = tuple[str, Codec[Any], object]
+#: Stores a field's value into a new record, past the frozen dataclass's ``__setattr__``.
+Setter = Callable[[Any, Any], None]
+
 
 def wire(codec: Codec[Any], *, default: object = dataclasses.MISSING) -> Any:
     """Declare a dataclass field with its codec (and optional default)."""
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata={"codec": codec})
     return dataclasses.field(default=default, metadata={"codec": codec})
+
+
+def _plain(codec: Codec[Any]) -> bool:
+    """Whether a codec's wire form of every value is the value itself."""
+    if type(codec) is Maybe:
+        return _plain(codec.inner)
+    return type(codec).to_wire is Codec.to_wire
+
+
+def _setter(cls: type[Any], name: str) -> Setter:
+    """The slot's own descriptor where the record has slots (what ``object.__setattr__``
+    would find and call), else ``object.__setattr__`` itself."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            slot = klass.__dict__[name]
+            if isinstance(slot, types.MemberDescriptorType):
+                return slot.__set__
+            break
+    return lambda record, value: object.__setattr__(record, name, value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one record type is decoded and encoded, worked out once per type."""
+
+    fields: tuple[Field, ...]
+    required: int
+    #: Builds a record from a wire list that has at least ``required`` items.
+    build: Callable[[Sequence[object]], Any]
+    names: tuple[str, ...]
+    defaults: tuple[object, ...]
+    #: The codec's to_wire per field, ``None`` where the value is its own wire form.
+    encode: tuple[Callable[[Any], object] | None, ...]
+
+
+_PLANS: dict[type[Any], _Plan] = {}
+
+
+def _builder(cls: type[Any], fields: tuple[Field, ...]) -> Callable[[Sequence[object]], Any]:
+    """A function that fills in a new record from its wire list, one statement per field
+    (as ``dataclasses`` writes ``__init__``): a loop over the fields costs as much again.
+
+    Each codec's from_wire runs the field's check, so the record is filled in directly rather
+    than through ``__init__``, which would check every field a second time (decoding is the
+    server's hot path); rules across fields still run (``validate``). Fields beyond the end of
+    the list take their defaults; items beyond the last field (a newer sender's) are ignored.
+    Only the field's index and its name (an identifier, as ``repr``) go into the source.
+    """
+    env: dict[str, Any] = {"new": cls.__new__, "cls": cls}
+    lines = ["def build(raw):", "    n = len(raw)", "    record = new(cls)"]
+    for i, (name, codec, default) in enumerate(fields):
+        env[f"set{i}"], env[f"decode{i}"], env[f"default{i}"] = (
+            _setter(cls, name), codec.from_wire, default
+        )  # fmt: skip
+        value = f"decode{i}(raw[{i}], {name!r})"
+        if default is not REQUIRED:
+            value += f" if n > {i} else default{i}"
+        lines.append(f"    set{i}(record, {value})")
+    if cls.validate is not Record.validate:
+        lines.append("    record.validate()")
+    lines.append("    return record")
+    exec("\n".join(lines), env)
+    build: Callable[[Sequence[object]], Any] = env["build"]
+    return build
+
+
+def _plan(cls: type[Any]) -> _Plan:
+    plan = _PLANS.get(cls)
+    if plan is not None:
+        return plan
+    fields = tuple(
+        (
+            f.name,
+            cast(Codec[Any], f.metadata["codec"]),
+            REQUIRED if f.default is dataclasses.MISSING else f.default,
+        )
+        for f in dataclasses.fields(cls)
+    )
+    plan = _Plan(
+        fields=fields,
+        required=sum(1 for _, _, d in fields if d is REQUIRED),
+        build=_builder(cls, fields),
+        names=tuple(n for n, _, _ in fields),
+        defaults=tuple(d for _, _, d in fields),
+        encode=tuple(None if _plain(c) else c.to_wire for _, c, _ in fields),
+    )
+    _PLANS[cls] = plan
+    return plan
 
 
 class Record:
@@ -269,23 +382,10 @@ class Record:
     protocol version.
     """
 
-    _layout: ClassVar[tuple[tuple[str, Codec[Any], object], ...]] = ()
-
     @classmethod
-    def _fields(cls) -> tuple[tuple[str, Codec[Any], object], ...]:
+    def _fields(cls) -> tuple[Field, ...]:
         """(name, codec, default) per field; default is ``REQUIRED`` for required fields."""
-        layout = cls.__dict__.get("_layout_cache")
-        if layout is None:
-            layout = tuple(
-                (
-                    f.name,
-                    cast(Codec[Any], f.metadata["codec"]),
-                    REQUIRED if f.default is dataclasses.MISSING else f.default,
-                )
-                for f in dataclasses.fields(cast(Any, cls))
-            )
-            cls._layout_cache = layout  # type: ignore[attr-defined]
-        return cast(tuple[tuple[str, Codec[Any], object], ...], layout)
+        return _plan(cls).fields
 
     def __post_init__(self) -> None:
         for name, codec, _ in self._fields():
@@ -297,31 +397,27 @@ class Record:
         """Rules across fields; subclasses override and raise ``InvalidField``."""
 
     def to_wire(self) -> list[object]:
-        layout = self._fields()
-        values = [getattr(self, name) for name, _, _ in layout]
+        plan = _plan(type(self))
+        values = [getattr(self, name) for name in plan.names]
         # Trailing fields at their defaults are left off: the decoder restores them, and a fix
         # without speed, course, altitude and satellites is 5 bytes shorter.
+        defaults = plan.defaults
         end = len(values)
-        while end and layout[end - 1][2] is not REQUIRED and values[end - 1] == layout[end - 1][2]:
+        while end and defaults[end - 1] is not REQUIRED and values[end - 1] == defaults[end - 1]:
             end -= 1
-        return [layout[i][1].to_wire(values[i]) for i in range(end)]
+        return [
+            value if encode is None else encode(value)
+            for value, encode in zip(values[:end], plan.encode, strict=False)
+        ]
 
     @classmethod
     def from_wire(cls: type[M], raw: object) -> M:
         if not isinstance(raw, (list, tuple)):
             raise MalformedFrame("", f"{cls.__name__} must be a list, got {_type_name(raw)}")
-        layout = cls._fields()
-        required = sum(1 for _, _, default in layout if default is REQUIRED)
-        if len(raw) < required:
-            raise MalformedFrame("", f"{cls.__name__} needs {required} fields, got {len(raw)}")
-        # Each codec's from_wire already ran the field's check, so the record is filled in
-        # directly rather than through __init__, which would check every field a second time
-        # (decoding is the server's hot path). Rules across fields still run: validate().
-        record = cls.__new__(cls)
-        for i, (name, codec, default) in enumerate(layout):
-            value = codec.from_wire(raw[i], name) if i < len(raw) else default
-            object.__setattr__(record, name, value)
-        record.validate()
+        plan = _plan(cls)
+        if len(raw) < plan.required:
+            raise MalformedFrame("", f"{cls.__name__} needs {plan.required} fields, got {len(raw)}")
+        record: M = plan.build(raw)  # see _builder
         return record
 
 

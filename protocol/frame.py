@@ -27,6 +27,7 @@ Sans-IO: this module turns objects into bytes and back, nothing else.
 from __future__ import annotations
 
 import enum
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,11 @@ class Scheme(enum.IntEnum):
 
 
 TAG_SIZE = {Scheme.MAC: 16, Scheme.SIG: 64}
+_SCHEMES = {int(s): s for s in Scheme}  # what Scheme(byte) finds, without the enum's call
+_HEADERS = {s: bytes((FRAME_VERSION, s)) for s in Scheme}
+#: One msgpack Packer per thread (``msgpack.packb`` builds a new one for every call); a
+#: Packer resets its buffer after each ``pack``, an exception included.
+_packers = threading.local()
 _KEY_ID = Int(0, 2**31 - 1)
 _SEQ = Int(0, MAX_SEQ)
 
@@ -90,8 +96,12 @@ def encode_unsigned(envelope: Envelope, scheme: Scheme) -> bytes:
         envelope.sent_ms,
         message.to_wire(),
     ]
-    packed: bytes = msgpack.packb(body, use_bin_type=True)
-    return bytes((FRAME_VERSION, scheme)) + packed
+    try:
+        packer: msgpack.Packer = _packers.packer
+    except AttributeError:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    packed: bytes = packer.pack(body)
+    return _HEADERS[scheme] + packed
 
 
 def _unpack(data: bytes) -> Any:
@@ -120,10 +130,9 @@ def decode(payload: bytes) -> Frame:
         raise MalformedFrame("", f"{len(data)} bytes is too short for a frame")
     if data[0] != FRAME_VERSION:
         raise UnsupportedVersion("version", f"frame version {data[0]} (this code speaks 1)")
-    try:
-        scheme = Scheme(data[1])
-    except ValueError:
-        raise UnsupportedVersion("scheme", f"unknown authentication scheme {data[1]}") from None
+    scheme = _SCHEMES.get(data[1])
+    if scheme is None:
+        raise UnsupportedVersion("scheme", f"unknown authentication scheme {data[1]}")
     tag_size = TAG_SIZE[scheme]
     if len(data) < 3 + tag_size:
         raise MalformedFrame("", f"{len(data)} bytes is too short for a {scheme.name} frame")

@@ -83,14 +83,17 @@ def shared(group: str, topic_filter: str) -> str:
     return f"$share/{_checked_id(group, 'group')}/{topic_filter}"
 
 
+_ROOT_LEVELS = ROOT.split("/")
+_CHANNELS = {c.value: c for c in Channel}  # what Channel(level) finds, without the enum's call
+
+
 def parse(topic: str) -> Route:
     parts = topic.split("/")
-    if len(parts) != 5 or "/".join(parts[:2]) != ROOT:
+    if len(parts) != 5 or parts[:2] != _ROOT_LEVELS:
         raise TopicError("topic", f"{topic!r} is not of the form {ROOT}/<channel>/<id>/<kind>")
-    try:
-        channel = Channel(parts[2])
-    except ValueError:
-        raise TopicError("topic", f"unknown channel {parts[2]!r} in {topic!r}") from None
+    channel = _CHANNELS.get(parts[2])
+    if channel is None:
+        raise TopicError("topic", f"unknown channel {parts[2]!r} in {topic!r}")
     party = _checked_id(parts[3], "topic")
     kinds = UPLINK_KINDS if channel is Channel.UP else DOWNLINK_KINDS
     if parts[4] not in kinds:

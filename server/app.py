@@ -22,8 +22,11 @@ from protocol import Message, Outgoing, RollCall, ServerEndpoint, topics
 from provisioning import DeviceIdentity, load_or_create_server_identity
 from provisioning.identity import ProvisioningError, broker_from_url, raw_public
 from provisioning.pki import CA_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE
+from yijing import mqtt_cpub
 from yijing.broker import LocalBroker, start_local_broker
 from yijing.mqtt import MqttLink, NotConnected, TlsFiles
+from yijing.mqtt_cpub import CPublisher
+from yijing.mqtt_csub import CSubscriber, find_executable
 
 from .accounts import Accounts, AccountStore
 from .audit import AuditLog
@@ -129,6 +132,10 @@ class ServerConfig:
     #: Ingest processes sharing the uplink through an MQTT 5 shared subscription (1: ingest
     #: runs in this process, on a thread).
     workers: int = 1
+    #: What does the uplink's MQTT work: "mosquitto" (Mosquitto's C client: mosquitto_sub
+    #: receives, yijing.mqtt_csub; libmosquitto publishes the acks, yijing.mqtt_cpub), "paho",
+    #: or "auto" (mosquitto when installed).
+    mqtt_engine: str = "auto"
     #: Mark session cookies Secure even on plain HTTP: the server sits behind a TLS proxy
     #: (over HTTPS they are Secure anyway).
     secure_cookies: bool = False
@@ -147,6 +154,32 @@ class ServerConfig:
     position_retention_days: int | None = None
     #: The officer's map: tile source and the walking model of the 1/3/5-minute circles.
     site: SiteConfig = field(default_factory=SiteConfig)
+
+
+ENGINES = ("auto", "mosquitto", "paho")
+
+
+def resolve_engine(name: str) -> str:
+    """``ServerConfig.mqtt_engine`` → what will do the uplink's MQTT work: "mosquitto" or
+    "paho"."""
+    if name not in ENGINES:
+        raise ConfigError(f"MQTT engine must be one of {', '.join(ENGINES)}, got {name!r}")
+    missing = [
+        what
+        for what, ok in (
+            ("mosquitto_sub (Debian: mosquitto-clients)", find_executable() is not None),
+            ("libmosquitto (Debian: libmosquitto1)", mqtt_cpub.available()),
+        )
+        if not ok
+    ]
+    if name == "mosquitto" and missing:
+        raise ConfigError(f"--mqtt-engine mosquitto: not installed: {', '.join(missing)}")
+    if name == "auto":
+        if missing:
+            log.info("%s not installed: the uplink runs on paho (slower)", ", ".join(missing))
+            return "paho"
+        return "mosquitto"
+    return name
 
 
 class Server:
@@ -218,6 +251,8 @@ class Server:
         self.broker: LocalBroker | None = None
         self.broker_sync: BrokerSync | None = None
         self.workers: IngestWorkers | None = None
+        self.csub: CSubscriber | None = None
+        self.cpub: CPublisher | None = None
         self.broker_address = (
             parse_broker_url(config.broker_url) if config.broker_url is not None else None
         )
@@ -253,8 +288,9 @@ class Server:
         terminal resends after ``ack_timeout_s`` and after every reconnect, and a duplicate
         is acknowledged again), so QoS 1 would only add a PUBACK round and broker-side
         session state per ack — measured as the biggest share of ingest's CPU (#9)."""
-        assert self.link is not None
-        self.link.publish(out.topic, out.payload, qos=0)
+        link = self.cpub or self.link
+        assert link is not None
+        link.publish(out.topic, out.payload, qos=0)
 
     def _accepted(self, batch: list[Accepted]) -> None:
         """On the ingest thread, after the commit and the acks: the live map, then spot
@@ -349,19 +385,41 @@ class Server:
             if address.protocol == "5"
             else topics.UPLINK_FILTER
         )
+        engine = resolve_engine(self.config.mqtt_engine)
+        # Unique per process: several servers share one broker (shared subscriptions), and
+        # a repeated client id would make the broker drop the other (MQTT 5 §3.1.4).
+        client_id = f"yijing-server-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        in_process = self.config.workers == 1
         self.link = MqttLink(
-            # Unique per process: several servers share one broker (shared subscriptions), and
-            # a repeated client id would make the broker drop the other (MQTT 5 §3.1.4).
-            client_id=f"yijing-server-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
+            client_id=client_id,
             host=address.host,
             port=address.port,
             protocol=address.protocol,
-            # With ingest workers this process only publishes (commands, roll calls); the
-            # workers take the uplink (server.ingest_workers).
-            subscriptions=[] if self.config.workers > 1 else [(topic_filter, 1)],
+            # With ingest workers, or the C client receiving, this link only publishes
+            # (commands, roll calls; acks too on paho): the uplink arrives elsewhere.
+            subscriptions=[(topic_filter, 1)] if in_process and engine == "paho" else [],
             on_message=self.ingest.submit,
             tls=tls,
         )
+        if in_process and engine == "mosquitto":
+            acks = self.cpub = CPublisher(
+                client_id=f"{client_id}-pub",
+                host=address.host,
+                port=address.port,
+                protocol=address.protocol,
+                tls=tls,
+            )
+            self.csub = CSubscriber(
+                client_id=f"{client_id}-sub",
+                topic_filters=[topic_filter],
+                on_messages=self.ingest.submit_many,
+                # Through the ack publisher: a probe back proves both directions.
+                probe=lambda topic, payload: acks.publish(topic, payload, qos=0),
+                host=address.host,
+                port=address.port,
+                protocol=address.protocol,
+                tls=tls,
+            )
         if self.config.workers > 1:
             if address.protocol != "5":
                 raise ConfigError("--workers needs an MQTT 5 broker (shared subscriptions)")
@@ -377,6 +435,7 @@ class Server:
                         batch_max=self.config.batch_max,
                         batch_wait_s=self.config.batch_wait_s,
                         log_level=logging.getLogger().getEffectiveLevel(),
+                        mqtt_engine=engine,
                     )
                     for i in range(self.config.workers)
                 ],
@@ -388,6 +447,10 @@ class Server:
         else:
             self.ingest.start()
         self.link.start()
+        if self.cpub is not None:
+            self.cpub.start()
+        if self.csub is not None:
+            self.csub.start()
         app = make_app(
             store=self.store,
             live=self.live,
@@ -448,6 +511,8 @@ class Server:
                 )
             )
         await asyncio.to_thread(self.link.wait_connected, 10)
+        if self.csub is not None:
+            await asyncio.to_thread(self.csub.wait_subscribed, 10)
         log.info(
             "server on http://%s:%s, broker %s:%s",
             self.config.http_host,
@@ -530,6 +595,10 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
         self.reports.close()  # cancels queued report jobs before the stores close
+        if self.csub is not None:
+            await asyncio.to_thread(self.csub.stop)
+        if self.cpub is not None:
+            await asyncio.to_thread(self.cpub.stop)
         if self.link is not None:
             await asyncio.to_thread(self.link.stop)
         if self.workers is not None:

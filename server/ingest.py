@@ -76,6 +76,10 @@ def _party(topic: str) -> str:
     return parts[3][:64] if len(parts) == 5 else "?"
 
 
+_FUTURE_TIME = int(FixFlag.FUTURE_TIME)
+_FLAGGED_ONE, _UNFLAGGED_ONE = (_FUTURE_TIME,), (0,)
+
+
 def _fixes(message: Message) -> tuple[Fix, ...]:
     """The fixes that go into the track: those of Position and PositionBatch only.
 
@@ -129,6 +133,13 @@ class Ingest:
         """Called on the MQTT thread: only enqueue."""
         self._queue.put((topic, payload, int(self._clock() * 1000)))
 
+    def submit_many(self, messages: list[tuple[str, bytes]]) -> None:
+        """Called on a receiver thread with one read's worth of messages: only enqueue."""
+        received_ms = int(self._clock() * 1000)
+        put = self._queue.put
+        for topic, payload in messages:
+            put((topic, payload, received_ms))
+
     def queue_depth(self) -> int:
         """Frames received and not yet taken by the ingest thread (the lag, for /metrics)."""
         return self._queue.qsize()
@@ -169,6 +180,10 @@ class Ingest:
             except StoreError as exc:
                 # Nothing was acknowledged, so the terminals will resend; say it loudly.
                 self._log.error("batch of %d not stored: %s", len(batch), exc)
+            except Exception:
+                # A bug must not end the ingest thread (and with it all ingest): what was not
+                # acknowledged is resent and lands in another batch.
+                self._log.exception("batch of %d failed", len(batch))
             if stop:
                 return
 
@@ -197,10 +212,11 @@ class Ingest:
             self._keyring.refresh_revocations()
         except StoreError as exc:  # keep the revocations already known; try again next batch
             self._log.error("revocations not refreshed: %s", exc)
+        receive, admit = self._verifier.receive, self._admit
         for topic, payload, received_ms in batch:
             try:
-                v = self._verifier.receive(topic, payload)
-                self._admit(v, received_ms)
+                v = receive(topic, payload)
+                admit(v, received_ms)
             except ProtocolError as exc:
                 self._reject(topic, exc, rejected)
                 continue
@@ -214,14 +230,14 @@ class Ingest:
         outcomes = self._store.store_frames(frames) if frames else []
         to_ack: dict[tuple[str, int], list[int]] = defaultdict(list)
         new: dict[int, Accepted] = {}
+        is_new, is_duplicate = Outcome.NEW, Outcome.DUPLICATE
         for i, ((v, received_ms), frame, outcome) in enumerate(
             zip(verified, frames, outcomes, strict=True)
         ):
             env = v.envelope
-            if outcome is Outcome.NEW:
-                self.stats.stored += 1
+            if outcome is is_new:
                 new[i] = Accepted(env.party, env.seq, env.message, received_ms)
-            elif outcome is Outcome.DUPLICATE:
+            elif outcome is is_duplicate:
                 self.stats.duplicates += 1
             else:
                 self.stats.conflicts += 1
@@ -231,6 +247,7 @@ class Ingest:
             # Conflicts are acknowledged too: the first copy is durable, and an endless resend
             # would help nobody. The conflict counter is what an inspector sees.
             to_ack[(env.party, frame.key_id)].append(env.seq)
+        self.stats.stored += len(new)
         self._acknowledge(to_ack)
         if rejected:
             self._count_rejections(batch[0][2], rejected)
@@ -275,11 +292,14 @@ class Ingest:
         """JPEGs go to their content-addressed files before the transaction that records them:
         a crash in between leaves an orphan file (retention removes it), never a row without
         its file."""
+        files = self._files
+        if files is None:
+            return
         for v, _ in verified:
             message = v.envelope.message
-            if isinstance(message, Snapshot) and self._files is not None:
+            if isinstance(message, Snapshot):
                 try:
-                    self._files.put(message.sha256.hex(), message.jpeg)
+                    files.put(message.sha256.hex(), message.jpeg)
                 except OSError as exc:  # a full disk: nothing is acked, the terminal resends
                     raise StoreError(f"cannot write snapshot file: {exc}") from exc
 
@@ -287,10 +307,16 @@ class Ingest:
         env = v.envelope
         message = env.message
         fixes = _fixes(message)
-        horizon = received_ms + FUTURE_TOLERANCE_MS
-        flags = tuple(FixFlag.FUTURE_TIME if f.time_ms > horizon else 0 for f in fixes)
-        if any(flags):
-            self.stats.future_fixes[env.party] += sum(1 for x in flags if x)
+        flags: tuple[int, ...] = ()
+        if fixes:
+            horizon = received_ms + FUTURE_TOLERANCE_MS
+            if len(fixes) == 1:  # a Position, most frames: no list to build
+                flags = _FLAGGED_ONE if fixes[0].time_ms > horizon else _UNFLAGGED_ONE
+            else:
+                flags = tuple([_FUTURE_TIME if f.time_ms > horizon else 0 for f in fixes])
+            future = len(flags) - flags.count(0)
+            if future:
+                self.stats.future_fixes[env.party] += future
         checkpoint = (
             (message.first_seq, message.last_seq) if isinstance(message, Checkpoint) else None
         )
@@ -323,7 +349,7 @@ class Ingest:
             payload=v.payload,
             digest=v.digest,
             fixes=fixes,
-            fix_flags=tuple(int(x) for x in flags),
+            fix_flags=flags,
             checkpoint_range=checkpoint,
             snapshot=snapshot,
         )
@@ -334,10 +360,14 @@ class Ingest:
             mac_key = self._keyring.mac_key(device, key_id)
             if mac_key is None:  # pragma: no cover - verified a moment ago with this key
                 continue
-            out = self._endpoint.ack(device, seqs, mac_key=mac_key, key_id=key_id, sent_ms=now_ms)
-            try:
-                self._publish(out)
-                self.stats.acks_sent += 1
-            except LinkError as exc:  # the terminal resends, and the duplicate is acked again
-                self.stats.ack_failures += 1
-                self._log.info("ack to %s not sent (%s); it will resend", device, exc)
+            # Usually one ack; more when a terminal's resends left more gaps in this batch
+            # than one StoredAck may carry ranges.
+            for out in self._endpoint.acks(
+                device, seqs, mac_key=mac_key, key_id=key_id, sent_ms=now_ms
+            ):
+                try:
+                    self._publish(out)
+                    self.stats.acks_sent += 1
+                except LinkError as exc:  # the terminal resends; the duplicate is acked again
+                    self.stats.ack_failures += 1
+                    self._log.info("ack to %s not sent (%s); it will resend", device, exc)

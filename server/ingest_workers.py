@@ -41,6 +41,8 @@ from typing import Any, cast
 from protocol import ServerEndpoint, topics
 from provisioning import load_or_create_server_identity
 from yijing.mqtt import MqttLink, TlsFiles
+from yijing.mqtt_cpub import CPublisher
+from yijing.mqtt_csub import CSubscriber
 
 from .backends import open_store
 from .ingest import Accepted, Ingest, IngestStats
@@ -69,6 +71,9 @@ class WorkerConfig:
     batch_max: int
     batch_wait_s: float
     log_level: int
+    #: "mosquitto": the uplink arrives through Mosquitto's C client (yijing.mqtt_csub) and
+    #: the acks leave through libmosquitto (yijing.mqtt_cpub); "paho": paho does both.
+    mqtt_engine: str = "paho"
 
 
 def worker_main(config: WorkerConfig, conn: Connection) -> None:
@@ -84,10 +89,10 @@ def worker_main(config: WorkerConfig, conn: Connection) -> None:
         with send_lock:
             conn.send((kind, payload))
 
-    link_box: list[MqttLink] = []
+    link_box: list[MqttLink | CPublisher] = []
 
     def publish(out: Any) -> None:  # a StoredAck, QoS 0 as in process (server.app)
-        link_box[0].publish(out.topic, out.payload, qos=0)
+        link_box[-1].publish(out.topic, out.payload, qos=0)
 
     ingest = Ingest(
         store,
@@ -100,17 +105,45 @@ def worker_main(config: WorkerConfig, conn: Connection) -> None:
         batch_max=config.batch_max,
         batch_wait_s=config.batch_wait_s,
     )
+    client_id = f"yijing-ingest-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    uplink = [(topics.shared("yijing", topics.UPLINK_FILTER), 1)]
+    by_c = config.mqtt_engine == "mosquitto"
     link = MqttLink(
-        client_id=f"yijing-ingest-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
+        client_id=client_id,
         host=config.broker_host,
         port=config.broker_port,
         protocol="5",
-        subscriptions=[(topics.shared("yijing", topics.UPLINK_FILTER), 1)],
+        subscriptions=[] if by_c else uplink,
         on_message=ingest.submit,
         tls=config.tls,
         logger=log.getChild(f"worker{config.index}"),
     )
     link_box.append(link)
+    cpub = None
+    if by_c:
+        cpub = CPublisher(
+            client_id=f"{client_id}-pub",
+            host=config.broker_host,
+            port=config.broker_port,
+            tls=config.tls,
+            logger=log.getChild(f"worker{config.index}.cpub"),
+        )
+        link_box.append(cpub)
+    acks: MqttLink | CPublisher = cpub or link
+    csub = (
+        CSubscriber(
+            client_id=f"{client_id}-sub",
+            topic_filters=[f for f, _ in uplink],
+            on_messages=ingest.submit_many,
+            probe=lambda topic, payload: acks.publish(topic, payload, qos=0),
+            host=config.broker_host,
+            port=config.broker_port,
+            tls=config.tls,
+            logger=log.getChild(f"worker{config.index}.csub"),
+        )
+        if by_c
+        else None
+    )
     stop = threading.Event()
 
     def watch_parent() -> None:
@@ -124,12 +157,20 @@ def worker_main(config: WorkerConfig, conn: Connection) -> None:
     threading.Thread(target=watch_parent, name="parent", daemon=True).start()
     ingest.start()
     link.start()
+    if cpub is not None:
+        cpub.start()
+    if csub is not None:
+        csub.start()
     try:
         while not stop.wait(STATS_EVERY_S):
             forward("stats", (ingest.stats, ingest.queue_depth()))
     except (BrokenPipeError, OSError):
         pass
     finally:
+        if csub is not None:
+            csub.stop()
+        if cpub is not None:
+            cpub.stop()
         link.stop()
         ingest.stop()
         store.close()

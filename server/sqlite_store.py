@@ -182,6 +182,18 @@ def _fix(row: Sequence[Any]) -> Fix:
     )
 
 
+_INSERT_FRAME = (
+    "INSERT INTO frames(device_id, seq, key_id, type, sent_ms, received_ms, payload, digest, "
+    "offline, skew_ms) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_POSITION = (
+    f"INSERT INTO positions(device_id, seq, idx, {_POSITION_COLUMNS}, received_ms, flags) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+#: Keys looked up per statement (two variables each: well within SQLite's limit, and a full
+#: chunk's statement text is the same each time, so it stays prepared).
+_LOOKUP_CHUNK = 250
+
 #: An hour is packed for the cache only once this long has passed since its end: late fixes
 #: would drop the pack again at once.
 PACK_SETTLE_MS = 10 * 60_000
@@ -294,83 +306,84 @@ class SqliteStore:
 
     def store_frames(self, frames: Sequence[IncomingFrame]) -> list[Outcome]:
         with self._lock, transaction(self._conn, StoreError, f"store {len(frames)} frames"):
-            return [self._store_one(f) for f in frames]
+            return self._store_batch(frames)
 
-    def _store_one(self, f: IncomingFrame) -> Outcome:
-        cur = self._conn.execute(
-            "INSERT OR IGNORE INTO frames(device_id, seq, key_id, type, sent_ms, received_ms, "
-            "payload, digest, offline, skew_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                f.device_id,
-                f.seq,
-                f.key_id,
-                f.type_code,
-                f.sent_ms,
-                f.received_ms,
-                f.payload,
-                f.digest,
-                int(f.offline),
-                f.skew_ms,
-            ),
-        )
-        if cur.rowcount == 0:
-            row = self._conn.execute(
-                "SELECT digest FROM frames WHERE device_id=? AND seq=?", (f.device_id, f.seq)
-            ).fetchone()
-            return Outcome.DUPLICATE if row and row[0] == f.digest else Outcome.CONFLICT
-        if f.fixes:
-            self._conn.executemany(
-                "DELETE FROM fix_packs WHERE device_id=? AND hour=?",
-                [(f.device_id, h) for h in {x.time_ms // HOUR_MS for x in f.fixes}],
-            )
-            self._conn.executemany(
-                f"INSERT INTO positions(device_id, seq, idx, {_POSITION_COLUMNS}, received_ms, "
-                "flags) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    def _store_batch(self, frames: Sequence[IncomingFrame]) -> list[Outcome]:
+        """A handful of statements whatever the batch's size: one SELECT per
+        ``_LOOKUP_CHUNK`` frames finds those stored before, then one ``executemany`` per
+        table stores the rest. ``BEGIN IMMEDIATE`` holds the write lock from before that
+        SELECT, so no other writer stores a frame in between."""
+        conn = self._conn
+        # The first copy of each (device, seq) in the batch is the one that may be stored;
+        # later copies are compared with it, as with a copy stored by an earlier batch.
+        first: dict[tuple[str, int], int] = {}
+        for i, f in enumerate(frames):
+            first.setdefault((f.device_id, f.seq), i)
+        stored = self._stored_digests(list(first))
+        new = [frames[i] for key, i in first.items() if key not in stored]
+        conn.executemany(
+            _INSERT_FRAME,
+            [
+                (f.device_id, f.seq, f.key_id, f.type_code, f.sent_ms, f.received_ms,
+                 f.payload, f.digest, int(f.offline), f.skew_ms)
+                for f in new
+            ],
+        )  # fmt: skip
+        with_fixes = [f for f in new if f.fixes]
+        if with_fixes:
+            hours = {(f.device_id, x.time_ms // HOUR_MS): None for f in with_fixes for x in f.fixes}
+            conn.executemany("DELETE FROM fix_packs WHERE device_id=? AND hour=?", list(hours))
+            conn.executemany(
+                _INSERT_POSITION,
                 [
-                    (
-                        f.device_id,
-                        f.seq,
-                        i,
-                        x.time_ms,
-                        x.lat,
-                        x.lon,
-                        x.accuracy_m,
-                        x.speed_mps,
-                        x.course_deg,
-                        x.alt_m,
-                        x.satellites,
-                        x.source.value,
-                        f.received_ms,
-                        f.fix_flags[i] if f.fix_flags else 0,
-                    )
+                    (f.device_id, f.seq, i, x.time_ms, x.lat, x.lon, x.accuracy_m, x.speed_mps,
+                     x.course_deg, x.alt_m, x.satellites, x.source.value, f.received_ms,
+                     f.fix_flags[i] if f.fix_flags else 0)
+                    for f in with_fixes
                     for i, x in enumerate(f.fixes)
                 ],
-            )
-        if f.snapshot is not None:
-            m = f.snapshot
-            self._conn.execute(
+            )  # fmt: skip
+        snapshots = [f.snapshot for f in new if f.snapshot is not None]
+        if snapshots:
+            conn.executemany(
                 f"INSERT INTO snapshots({_SNAPSHOT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    m.device_id,
-                    m.seq,
-                    m.sha256,
-                    m.captured_ms,
-                    m.trigger,
-                    m.width,
-                    m.height,
-                    m.size,
-                    m.received_ms,
-                    m.request_id,
-                    m.lat,
-                    m.lon,
-                ),
-            )
-        if f.checkpoint_range is not None:
-            self._conn.execute(
+                [(m.device_id, m.seq, m.sha256, m.captured_ms, m.trigger, m.width, m.height,
+                  m.size, m.received_ms, m.request_id, m.lat, m.lon) for m in snapshots],
+            )  # fmt: skip
+        checkpoints = [(f.device_id, f.seq, *f.checkpoint_range) for f in new
+                       if f.checkpoint_range is not None]  # fmt: skip
+        if checkpoints:
+            conn.executemany(
                 "INSERT INTO checkpoints(device_id, seq, first_seq, last_seq) VALUES (?,?,?,?)",
-                (f.device_id, f.seq, *f.checkpoint_range),
+                checkpoints,
             )
-        return Outcome.NEW
+        outcomes = []
+        for i, f in enumerate(frames):
+            key = (f.device_id, f.seq)
+            kept = stored.get(key)
+            if kept is None:
+                if first[key] == i:
+                    outcomes.append(Outcome.NEW)
+                    continue
+                kept = frames[first[key]].digest
+            outcomes.append(Outcome.DUPLICATE if kept == f.digest else Outcome.CONFLICT)
+        return outcomes
+
+    def _stored_digests(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
+        """The digest of each of these (device, seq) frames that is stored."""
+        out: dict[tuple[str, int], bytes] = {}
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = keys[start : start + _LOOKUP_CHUNK]
+            rows = self._conn.execute(
+                "WITH k(device_id, seq) AS (VALUES " + ",".join(["(?,?)"] * len(chunk)) + ") "
+                # CROSS JOIN keeps k the outer loop: one primary-key probe per key, whatever
+                # the statistics say.
+                "SELECT f.device_id, f.seq, f.digest FROM k CROSS JOIN frames f "
+                "ON f.device_id=k.device_id AND f.seq=k.seq",
+                [v for key in chunk for v in key],
+            )
+            out.update(((str(d), int(s)), bytes(g)) for d, s, g in rows)
+        return out
 
     def drop_days_before(self, day: str) -> None:
         """Retention: delete the fixes timed before ``day`` (``YYYY-MM-DD``, UTC)."""

@@ -146,8 +146,14 @@ def mosquitto_config(port: int, data_dir: Path, *, host: str = "127.0.0.1") -> s
             # The default of 1000 queued messages per client silently drops a burst for a slow
             # QoS 1 subscriber (shared/MEASUREMENTS.md). The end-to-end ack recovers drops,
             # but a deeper queue avoids needless resends after a short outage.
-            "max_queued_messages 100000",
+            # A million: the server's subscription must absorb a whole fleet reconnecting at
+            # once (50,000 terminals, up to 64 frames in flight each); at 100,000 a 3x
+            # overload for 8 s overflowed it (bench/ingest_bench.py, docs/benchmarks.md).
+            "max_queued_messages 1000000",
             "max_inflight_messages 100",
+            # Small packets (PUBACKs, StoredAcks) go out at once, not after the peer's delayed
+            # ACK: with Nagle on, measured up to 43 ms late on loopback (bench/ingest_bench.py).
+            "set_tcp_nodelay true",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

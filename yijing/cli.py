@@ -16,7 +16,8 @@ EXAMPLES = {
     "  yijing server --broker mqtt://10.0.0.5:1883 --host 0.0.0.0\n"
     "  yijing server --tiles-dir /srv/tiles/futian --walk-speed 1.6\n"
     "  yijing server --mqtt-listen 0.0.0.0:8883 --host 0.0.0.0   # terminals over TLS\n"
-    "  yijing server --store postgresql://yijing@db.station.lan/yijing --workers 4",
+    "  yijing server --store postgresql://yijing@db.station.lan/yijing --workers 4\n"
+    "  yijing server --mqtt-engine paho   # no Mosquitto clients on this host",
     "demo": "example:\n  yijing demo --terminals 30 --port 8080",
 }
 
@@ -61,6 +62,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                 secure_cookies=args.secure_cookies,
                 store_url=args.store,
                 workers=args.workers,
+                mqtt_engine=args.mqtt_engine,
                 position_retention_days=args.keep_fixes_days,
                 site=site,
             )
@@ -155,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="ingest in N processes sharing the uplink (MQTT 5 shared subscription); one "
         "process uses about one core (default: 1, ingest on a thread of this process)",
+    )
+    p.add_argument(
+        "--mqtt-engine",
+        choices=("auto", "mosquitto", "paho"),
+        default="auto",
+        help="what does the uplink's MQTT work: mosquitto (Mosquitto's C client: mosquitto_sub "
+        "receives, libmosquitto sends the acks; Debian package mosquitto-clients) or paho "
+        "(pure Python, slower); auto: mosquitto when installed",
     )
     p.add_argument(
         "--keep-fixes-days",

@@ -56,6 +56,14 @@ class NotConnected(LinkError):
     """The link is down; nothing was sent."""
 
 
+def check_endpoint(protocol: str, port: int) -> None:
+    """The settings every MQTT client here shares: a protocol we speak, a port that exists."""
+    if protocol not in ("5", "3.1.1"):
+        raise LinkConfigError(f"protocol must be '5' or '3.1.1', got {protocol!r}")
+    if not 0 < port < 65536:
+        raise LinkConfigError(f"port {port} is outside 1-65535")
+
+
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
     """PEM files for mutual TLS: the CA that signed the broker, our certificate and key."""
@@ -131,10 +139,7 @@ class MqttLink:
         logger: logging.Logger | None = None,
         tls: TlsFiles | None = None,
     ) -> None:
-        if protocol not in ("5", "3.1.1"):
-            raise LinkConfigError(f"protocol must be '5' or '3.1.1', got {protocol!r}")
-        if not 0 < port < 65536:
-            raise LinkConfigError(f"port {port} is outside 1-65535")
+        check_endpoint(protocol, port)
         self.client_id, self.host, self.port = client_id, host, port
         self.v5 = protocol == "5"
         self._subscriptions = list(subscriptions or [])

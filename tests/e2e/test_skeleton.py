@@ -16,12 +16,15 @@ from yijing.broker import LocalBroker
 pytestmark = pytest.mark.e2e
 
 
+# Both MQTT engines of the uplink: Mosquitto's C client (the default where installed), paho.
+@pytest.mark.parametrize("engine", ["mosquitto", "paho"])
 def test_every_fix_stored_exactly_once_in_its_device_history(
-    tmp_path: Path, broker: LocalBroker, server_factory
+    tmp_path: Path, broker: LocalBroker, server_factory, engine: str
 ) -> None:
     n_agents, m_fixes = 8, 150
-    st = server_factory(broker)
+    st = server_factory(broker, mqtt_engine=engine)
     server = st.server
+    assert (server.csub is not None) == (server.cpub is not None) == (engine == "mosquitto")
     agents: list[Agent] = []
     expected: dict[str, list[tuple[int, float, float]]] = {}
     for i in range(n_agents):

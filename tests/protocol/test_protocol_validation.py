@@ -378,3 +378,19 @@ def test_a_valid_fix_is_valid_on_every_path(made: Fix) -> None:
     """Constructing from the decoded values is the identity: check() is idempotent."""
     again = Fix.from_wire(made.to_wire())
     assert again == made and hash(again) == hash(made)
+
+
+@given(st.sets(st.integers(min_value=1, max_value=5000), min_size=1, max_size=1500))
+def test_acks_covering_any_seqs_cover_exactly_them_within_the_range_limit(seqs: set[int]) -> None:
+    acks = StoredAck.covering(seqs)
+    assert all(1 <= len(a.ranges) <= 512 for a in acks)
+    covered = {s for a in acks for first, last in a.ranges for s in range(first, last + 1)}
+    assert covered == seqs
+    # As few acks as the limit allows.
+    ranges = sum(len(a.ranges) for a in acks)
+    assert len(acks) == -(-ranges // 512)
+
+
+def test_acks_covering_nothing_is_refused_by_name() -> None:
+    with pytest.raises(InvalidField, match="ranges"):
+        StoredAck.covering([])

@@ -31,7 +31,7 @@ def test_conf_has_a_client_certificate_tls_listener() -> None:
         "use_identity_as_username true",
         "allow_anonymous false",
         "acl_file /etc/yj/acl",
-        "max_queued_messages 100000",
+        "max_queued_messages 1000000",
     ):
         assert want in lines
     assert "allow_anonymous true" not in lines

@@ -133,6 +133,44 @@ def test_one_ack_per_terminal_per_batch(harness: Harness, alice: Terminal, bob: 
         Terminal("alice").endpoint.receive(alice_ack.topic, alice_ack.payload)
 
 
+def test_more_gaps_than_one_ack_holds_are_acked_in_several(
+    harness: Harness, alice: Terminal
+) -> None:
+    # 600 odd seqs: 600 one-seq ranges in one batch, past one StoredAck's 512. Every one is
+    # acknowledged (in two acks), and the batch is not lost to a validation error.
+    seqs = list(range(1, 1201, 2))
+    harness.process(*(alice.frame(pos(k), k) for k in seqs))
+    acks = harness.acks(alice)
+    assert [len(a.ranges) for a in acks] == [512, 88]
+    assert all(any(a.covers(s) for a in acks) for s in seqs)
+    assert not any(a.covers(2) for a in acks)
+    assert harness.ingest.stats.stored == 600
+
+
+def test_a_failing_batch_does_not_end_the_ingest_thread(
+    harness: Harness, alice: Terminal, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = []
+    real = harness.ingest.process
+
+    def flaky(batch: list[tuple[str, bytes, int]]) -> list[Accepted]:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real(batch)
+
+    harness.ingest.process = flaky  # type: ignore[method-assign]
+    harness.ingest.start()
+    try:
+        harness.ingest.submit(*alice.frame(pos(1), 1))
+        wait_until(lambda: len(calls) == 1, 5, "the first batch")
+        harness.ingest.submit(*alice.frame(pos(2), 2))
+        wait_until(lambda: harness.store.frame("alice", 2) is not None, 5, "the next batch")
+    finally:
+        harness.ingest.stop()
+    assert "batch of 1 failed" in caplog.text
+
+
 def test_positions_reach_the_store(harness: Harness, alice: Terminal) -> None:
     batch = PositionBatch(fixes=(fix(T0 + 1000), fix(T0 + 2000)))
     # The agent records an event's fix in its track as well; the event's own copy stays in

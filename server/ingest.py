@@ -69,6 +69,10 @@ class Accepted:
     message: Message
     received_ms: int
 
+    def __reduce__(self) -> tuple[type[Accepted], tuple[object, ...]]:
+        # Pickled by ingest workers for every frame: see IncomingFrame.__reduce__.
+        return (Accepted, (self.device_id, self.seq, self.message, self.received_ms))
+
 
 def _party(topic: str) -> str:
     """The device a (possibly malformed) uplink topic names, for counting rejections."""

@@ -94,13 +94,22 @@ def worker_main(config: WorkerConfig, conn: Connection) -> None:
     def publish(out: Any) -> None:  # a StoredAck, QoS 0 as in process (server.app)
         link_box[-1].publish(out.topic, out.payload, qos=0)
 
+    # What a batch stored and what it accepted go to the main process as one message: one
+    # pickle, in which the fixes the two share are written once.
+    stored: list[IncomingFrame] = []
+
+    def on_accepted(batch: list[Accepted]) -> None:
+        forward("batch", (stored[:], batch))
+        stored.clear()
+
     ingest = Ingest(
         store,
         StoreKeyRing(store),
         ServerEndpoint(signing_key=identity.signing_key, key_id=identity.key_id),
         publish=publish,
-        on_accepted=lambda batch: forward("accepted", batch),
-        on_stored=lambda frames: forward("stored", frames),
+        # Ingest calls on_stored, then on_accepted with every newly stored frame (and wills).
+        on_accepted=on_accepted,
+        on_stored=stored.extend,
         snapshot_files=SnapshotFiles(config.data_dir / "snapshots"),
         batch_max=config.batch_max,
         batch_wait_s=config.batch_wait_s,
@@ -263,10 +272,12 @@ class IngestWorkers:
     def _dispatch(self, index: int, kind: str, payload: Any) -> None:
         # The same contract as in process: hooks must not stop ingest (server.ingest).
         try:
-            if kind == "stored":
-                self._on_stored(payload)
-            elif kind == "accepted":
-                self._on_accepted(payload)
+            if kind == "batch":
+                stored, accepted = payload
+                if stored:
+                    self._on_stored(stored)
+                if accepted:
+                    self._on_accepted(accepted)
             elif kind == "stats":
                 self._reported[index], self._depths[index] = payload
                 merge_stats(self.stats, list(self._reported.values()))

@@ -544,3 +544,19 @@ def test_a_fix_just_inside_the_tolerance_is_believed(harness: Harness, alice: Te
     harness.process(alice.frame(near, 1), received_ms=received)
     [point] = harness.store.track("alice", since_ms=0, until_ms=2**62)
     assert point.flags == 0 and not harness.ingest.stats.future_fixes
+
+
+def test_what_workers_send_the_main_process_survives_pickling(
+    harness: Harness, alice: Terminal
+) -> None:
+    # IncomingFrame and Accepted have their own __reduce__ (ingest workers pickle each one):
+    # every field, in order, must come back.
+    import pickle
+
+    seen: list[IncomingFrame] = []
+    harness.ingest._on_stored = seen.extend
+    accepted = harness.process(alice.frame(pos(1), 1), alice.frame(pos(2), 2))
+    for obj in [*seen, *accepted]:
+        assert pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)) == obj
+    frame = IncomingFrame("alice", 9, 2, 3, 4, 5, b"p", b"d", (), (), (1, 2), None, True, -7)
+    assert pickle.loads(pickle.dumps(frame)) == frame

@@ -193,20 +193,25 @@ class ServerEndpoint:
     def ack(
         self, device: str, seqs: list[int], *, mac_key: bytes, key_id: int, sent_ms: int
     ) -> Outgoing:
-        message = StoredAck.of(seqs)
-        payload = seal_mac(Envelope(device, key_id, 0, sent_ms, message), mac_key)
-        return Outgoing(topics.downlink(device, StoredAck), payload, 0, digest(payload))
+        """One ack covering ``seqs``; refuses more ranges than one may carry (see ``acks``)."""
+        return self._sealed_ack(device, StoredAck.of(seqs), mac_key, key_id, sent_ms)
 
     def acks(
         self, device: str, seqs: list[int], *, mac_key: bytes, key_id: int, sent_ms: int
     ) -> list[Outgoing]:
         """``ack`` for any number of seqs: more than one message when the ranges do not fit
         in one (``StoredAck.covering``)."""
-        out = []
-        for message in StoredAck.covering(seqs):
-            payload = seal_mac(Envelope(device, key_id, 0, sent_ms, message), mac_key)
-            out.append(Outgoing(topics.downlink(device, StoredAck), payload, 0, digest(payload)))
-        return out
+        return [
+            self._sealed_ack(device, message, mac_key, key_id, sent_ms)
+            for message in StoredAck.covering(seqs)
+        ]
+
+    @staticmethod
+    def _sealed_ack(
+        device: str, message: StoredAck, mac_key: bytes, key_id: int, sent_ms: int
+    ) -> Outgoing:
+        payload = seal_mac(Envelope(device, key_id, 0, sent_ms, message), mac_key)
+        return Outgoing(topics.downlink(device, StoredAck), payload, 0, digest(payload))
 
     def command(self, device: str, message: Message, *, sent_ms: int) -> Outgoing:
         return self._signed(topics.downlink(device, type(message)), device, message, sent_ms)

@@ -64,6 +64,26 @@ def check_endpoint(protocol: str, port: int) -> None:
         raise LinkConfigError(f"port {port} is outside 1-65535")
 
 
+class Reasons:
+    """Failure reasons already logged as warnings: each is warned once until a connection
+    holds (a revoked terminal retrying for days must not fill its disk), at most 16."""
+
+    LIMIT = 16
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def first(self, reason: str) -> bool:
+        """True the first time ``reason`` is seen (log it as a warning); False after."""
+        if reason in self._seen or len(self._seen) >= self.LIMIT:
+            return False
+        self._seen.add(reason)
+        return True
+
+    def clear(self) -> None:
+        self._seen.clear()
+
+
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
     """PEM files for mutual TLS: the CA that signed the broker, our certificate and key."""
@@ -160,7 +180,7 @@ class MqttLink:
         self.connects = 0
         self.tls = tls
         self._last_failure: str | None = None
-        self._warned: set[str] = set()  # failure reasons already logged as warnings
+        self._warned = Reasons()
         self._paho_error: str | None = None
 
         if self.v5:
@@ -217,8 +237,7 @@ class MqttLink:
     def _note_failure(self, reason: str, delay: float) -> None:
         # Once per distinct reason until a connection holds: a refused handshake alternates
         # between "reset by peer" and "EOF", and must not log every attempt either way.
-        if reason not in self._warned and len(self._warned) < 16:
-            self._warned.add(reason)
+        if self._warned.first(reason):
             self._log.warning(
                 "%s: cannot connect to %s:%s: %s (retrying with backoff; repeats logged at debug)",
                 self.client_id,

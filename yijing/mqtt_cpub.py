@@ -27,7 +27,15 @@ import ctypes.util
 import logging
 import threading
 
-from .mqtt import LinkConfigError, LinkError, LinkTlsError, NotConnected, TlsFiles, check_endpoint
+from .mqtt import (
+    LinkConfigError,
+    LinkError,
+    LinkTlsError,
+    NotConnected,
+    Reasons,
+    TlsFiles,
+    check_endpoint,
+)
 
 # libmosquitto's constants (mosquitto.h, 2.0).
 _OPT_PROTOCOL_VERSION = 1
@@ -112,7 +120,7 @@ class CPublisher:
         self.client_id, self.host, self.port, self._keepalive = client_id, host, port, keepalive
         self._log = logger or logging.getLogger("yijing.mqtt_cpub")
         self._connected = threading.Event()
-        self._warned: set[str] = set()
+        self._warned = Reasons()
         self.last_failure: str | None = None
         self.connects = 0
         self._started = False
@@ -229,8 +237,7 @@ class CPublisher:
 
     def _note_failure(self, reason: str) -> None:
         self.last_failure = reason
-        if reason not in self._warned and len(self._warned) < 16:
-            self._warned.add(reason)
+        if self._warned.first(reason):
             self._log.warning(
                 "%s: cannot connect to %s:%s: %s (retrying; repeats not logged)",
                 self.client_id,

@@ -45,7 +45,15 @@ import threading
 import time
 from collections.abc import Callable
 
-from .mqtt import Backoff, LinkConfigError, LinkError, LinkTlsError, TlsFiles, check_endpoint
+from .mqtt import (
+    Backoff,
+    LinkConfigError,
+    LinkError,
+    LinkTlsError,
+    Reasons,
+    TlsFiles,
+    check_endpoint,
+)
 
 #: One record of ``-F '%t\0%x'``: topic, NUL, hex payload, newline.
 _RECORD = re.compile(rb"([^\0]*)\0([0-9a-fA-F]*)\n")
@@ -158,7 +166,7 @@ class CSubscriber:
         self._probe_seen = 0.0
         self._thread: threading.Thread | None = None
         self._prober: threading.Thread | None = None
-        self._warned: set[str] = set()
+        self._warned = Reasons()
         self.last_failure: str | None = None
         self.starts = 0
         self.received = 0
@@ -250,8 +258,7 @@ class CSubscriber:
         self._backoff.connected_for(self._clock() - started)
         delay = self._backoff.next_delay()
         self.last_failure = reason
-        if reason not in self._warned and len(self._warned) < 16:
-            self._warned.add(reason)
+        if self._warned.first(reason):
             self._log.warning("%s: %s (restarting with backoff)", self.client_id, reason)
         else:
             self._log.debug("%s: %s; restart in %.1fs", self.client_id, reason, delay)

@@ -32,12 +32,15 @@ def accepted_fixes(outbox: Path) -> int:
     return int(n)
 
 
+# Workers on both MQTT engines: Mosquitto's C client (the default where installed) and paho.
+@pytest.mark.parametrize("engine", ["mosquitto", "paho"])
 def test_two_workers_store_everything_once(
-    tmp_path: Path, broker: LocalBroker, server_factory: Callable[..., Any]
+    tmp_path: Path, broker: LocalBroker, server_factory: Callable[..., Any], engine: str
 ) -> None:
-    st = server_factory(broker, workers=2)
+    st = server_factory(broker, workers=2, mqtt_engine=engine)
     server = st.server
     assert server.workers is not None and len(server.workers.pids()) == 2
+    assert {c.mqtt_engine for c in server.workers._configs} == {engine}
     enrolments = {d: enrol(server, d, broker) for d in DEVICES}
 
     def run_agents() -> list[Agent]:

@@ -124,6 +124,7 @@ class CPublisher:
         self.last_failure: str | None = None
         self.connects = 0
         self._started = False
+        self._alive = threading.Lock()
         mosq = lib.mosquitto_new(client_id.encode(), True, None)
         if not mosq:
             raise LinkConfigError(f"mosquitto_new failed for client id {client_id!r}")
@@ -183,9 +184,10 @@ class CPublisher:
         self._destroy()
 
     def _destroy(self) -> None:
-        if self._mosq is not None:
-            self._lib.mosquitto_destroy(self._mosq)
-            self._mosq = None  # type: ignore[assignment]
+        with self._alive:
+            if self._mosq is not None:
+                self._lib.mosquitto_destroy(self._mosq)
+                self._mosq = None  # type: ignore[assignment]
 
     @property
     def connected(self) -> bool:
@@ -198,12 +200,15 @@ class CPublisher:
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 0) -> None:
         """Hand one message to libmosquitto; raises ``NotConnected`` while down."""
-        mosq = self._mosq
-        if mosq is None or not self._connected.is_set():
-            raise NotConnected(f"{self.client_id}: not connected to {self.host}:{self.port}")
-        rc = self._lib.mosquitto_publish(
-            mosq, None, topic.encode(), len(payload), payload, qos, False
-        )
+        # Held across the call: stop() must not free the client under a publish in flight
+        # (the ingest thread may still be acknowledging its last batch).
+        with self._alive:
+            mosq = self._mosq
+            if mosq is None or not self._connected.is_set():
+                raise NotConnected(f"{self.client_id}: not connected to {self.host}:{self.port}")
+            rc = self._lib.mosquitto_publish(
+                mosq, None, topic.encode(), len(payload), payload, qos, False
+            )
         if rc == _ERR_NO_CONN:
             raise NotConnected(f"{self.client_id}: connection lost during publish")
         if rc != _ERR_SUCCESS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,32 @@ def test_no_broker_means_not_connected_not_an_exception() -> None:
             pub.publish("yj/1/down/ft-1/ack", b"x")
     finally:
         pub.stop()
+
+
+def test_stop_during_publishes_is_safe(broker: LocalBroker) -> None:
+    # The ingest thread may still acknowledge while the server stops: stop() must not free
+    # libmosquitto's client under a publish in flight (that would crash the process).
+    pub = CPublisher(client_id=f"cpub-{os.getpid()}", host=broker.host, port=broker.port)
+    pub.start()
+    assert pub.wait_connected(10)
+    refused: list[int] = []
+    done = threading.Event()
+
+    def hammer() -> None:
+        while not done.is_set():
+            try:
+                pub.publish("yj/1/down/ft-1/ack", b"x" * 60)
+            except NotConnected:
+                refused.append(1)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)  # publishes under way
+        pub.stop()
+        wait_until(lambda: len(refused) > 100, 10, "publishes after stop refused")
+    finally:
+        done.set()
+        for t in threads:
+            t.join(5)

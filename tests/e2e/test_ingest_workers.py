@@ -88,6 +88,20 @@ def test_two_workers_store_everything_once(
             (fixes,) = db.execute(query, (d,)).fetchone()
             # Every fix the agent accepted, once: (device, seq) is the key, so none twice.
             assert fixes == accepted_fixes(tmp_path / d / "outbox.db"), d
+    # One live map from two workers: each terminal on it once, and its marker at its newest
+    # stored fix (no update lost to the other worker's older batch arriving later).
+    with sqlite3.connect(f"file:{store_db}?mode=ro", uri=True) as db:
+        newest = dict(
+            db.execute("SELECT device_id, max(time_ms) FROM positions GROUP BY device_id")
+        )
+    on_map = [t["device"] for t in server.live.snapshot() if t["device"] in DEVICES]
+    assert sorted(on_map) == sorted(DEVICES)
+    for d in DEVICES:
+        wait_until(
+            lambda d=d: ((server.live.get(d) or {}).get("fix") or {}).get("time_ms") == newest[d],
+            5,
+            f"{d}'s marker at its newest fix",
+        )
     wait_until(lambda: server.ingest.stats.stored > 0, 5, "the workers' counters")
     stats = server.ingest.stats
     assert stats.stored + stats.duplicates <= stats.received

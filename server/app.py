@@ -25,8 +25,8 @@ from provisioning.pki import CA_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE
 from yijing import mqtt_cpub
 from yijing.broker import LocalBroker, start_local_broker
 from yijing.mqtt import MqttLink, NotConnected, TlsFiles
-from yijing.mqtt_cpub import CPublisher
-from yijing.mqtt_csub import CSubscriber, find_executable
+from yijing.mqtt_csub import find_executable
+from yijing.uplink import UplinkClients, uplink_clients
 
 from .accounts import Accounts, AccountStore
 from .audit import AuditLog
@@ -251,8 +251,7 @@ class Server:
         self.broker: LocalBroker | None = None
         self.broker_sync: BrokerSync | None = None
         self.workers: IngestWorkers | None = None
-        self.csub: CSubscriber | None = None
-        self.cpub: CPublisher | None = None
+        self.uplink: UplinkClients | None = None
         self.broker_address = (
             parse_broker_url(config.broker_url) if config.broker_url is not None else None
         )
@@ -288,9 +287,8 @@ class Server:
         terminal resends after ``ack_timeout_s`` and after every reconnect, and a duplicate
         is acknowledged again), so QoS 1 would only add a PUBACK round and broker-side
         session state per ack — measured as the biggest share of ingest's CPU (#9)."""
-        link = self.cpub or self.link
-        assert link is not None
-        link.publish(out.topic, out.payload, qos=0)
+        assert self.uplink is not None
+        self.uplink.acks.publish(out.topic, out.payload, qos=0)
 
     def _accepted(self, batch: list[Accepted]) -> None:
         """On the ingest thread, after the commit and the acks: the live map, then spot
@@ -389,37 +387,20 @@ class Server:
         # Unique per process: several servers share one broker (shared subscriptions), and
         # a repeated client id would make the broker drop the other (MQTT 5 §3.1.4).
         client_id = f"yijing-server-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        in_process = self.config.workers == 1
-        self.link = MqttLink(
+        self.uplink = uplink_clients(
+            engine=engine,
             client_id=client_id,
             host=address.host,
             port=address.port,
             protocol=address.protocol,
-            # With ingest workers, or the C client receiving, this link only publishes
-            # (commands, roll calls; acks too on paho): the uplink arrives elsewhere.
-            subscriptions=[(topic_filter, 1)] if in_process and engine == "paho" else [],
-            on_message=self.ingest.submit,
             tls=tls,
+            # With ingest workers this process only sends commands and roll calls: the
+            # workers receive the uplink (server.ingest_workers).
+            topic_filter=topic_filter if self.config.workers == 1 else None,
+            submit=self.ingest.submit,
+            submit_many=self.ingest.submit_many,
         )
-        if in_process and engine == "mosquitto":
-            acks = self.cpub = CPublisher(
-                client_id=f"{client_id}-pub",
-                host=address.host,
-                port=address.port,
-                protocol=address.protocol,
-                tls=tls,
-            )
-            self.csub = CSubscriber(
-                client_id=f"{client_id}-sub",
-                topic_filters=[topic_filter],
-                on_messages=self.ingest.submit_many,
-                # Through the ack publisher: a probe back proves both directions.
-                probe=lambda topic, payload: acks.publish(topic, payload, qos=0),
-                host=address.host,
-                port=address.port,
-                protocol=address.protocol,
-                tls=tls,
-            )
+        self.link = self.uplink.link
         if self.config.workers > 1:
             if address.protocol != "5":
                 raise ConfigError("--workers needs an MQTT 5 broker (shared subscriptions)")
@@ -446,11 +427,7 @@ class Server:
             self.workers.start()
         else:
             self.ingest.start()
-        self.link.start()
-        if self.cpub is not None:
-            self.cpub.start()
-        if self.csub is not None:
-            self.csub.start()
+        self.uplink.start()
         app = make_app(
             store=self.store,
             live=self.live,
@@ -510,9 +487,7 @@ class Server:
                     self._every(BROKER_SYNC_S, "broker ACL", self.broker_sync.sync)
                 )
             )
-        await asyncio.to_thread(self.link.wait_connected, 10)
-        if self.csub is not None:
-            await asyncio.to_thread(self.csub.wait_subscribed, 10)
+        await asyncio.to_thread(self.uplink.wait_ready, 10)
         log.info(
             "server on http://%s:%s, broker %s:%s",
             self.config.http_host,
@@ -595,12 +570,8 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
         self.reports.close()  # cancels queued report jobs before the stores close
-        if self.csub is not None:
-            await asyncio.to_thread(self.csub.stop)
-        if self.cpub is not None:
-            await asyncio.to_thread(self.cpub.stop)
-        if self.link is not None:
-            await asyncio.to_thread(self.link.stop)
+        if self.uplink is not None:
+            await asyncio.to_thread(self.uplink.stop)
         if self.workers is not None:
             await asyncio.to_thread(self.workers.stop)
         await asyncio.to_thread(self.ingest.stop)

@@ -40,9 +40,8 @@ from typing import Any, cast
 
 from protocol import ServerEndpoint, topics
 from provisioning import load_or_create_server_identity
-from yijing.mqtt import MqttLink, TlsFiles
-from yijing.mqtt_cpub import CPublisher
-from yijing.mqtt_csub import CSubscriber
+from yijing.mqtt import TlsFiles
+from yijing.uplink import UplinkClients, uplink_clients
 
 from .backends import open_store
 from .ingest import Accepted, Ingest, IngestStats
@@ -89,10 +88,10 @@ def worker_main(config: WorkerConfig, conn: Connection) -> None:
         with send_lock:
             conn.send((kind, payload))
 
-    link_box: list[MqttLink | CPublisher] = []
+    clients_box: list[UplinkClients] = []  # made after ingest, which they feed
 
     def publish(out: Any) -> None:  # a StoredAck, QoS 0 as in process (server.app)
-        link_box[-1].publish(out.topic, out.payload, qos=0)
+        clients_box[0].acks.publish(out.topic, out.payload, qos=0)
 
     # What a batch stored and what it accepted go to the main process as one message: one
     # pickle, in which the fixes the two share are written once.
@@ -114,45 +113,19 @@ def worker_main(config: WorkerConfig, conn: Connection) -> None:
         batch_max=config.batch_max,
         batch_wait_s=config.batch_wait_s,
     )
-    client_id = f"yijing-ingest-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-    uplink = [(topics.shared("yijing", topics.UPLINK_FILTER), 1)]
-    by_c = config.mqtt_engine == "mosquitto"
-    link = MqttLink(
-        client_id=client_id,
+    clients = uplink_clients(
+        engine=config.mqtt_engine,
+        client_id=f"yijing-ingest-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
         host=config.broker_host,
         port=config.broker_port,
         protocol="5",
-        subscriptions=[] if by_c else uplink,
-        on_message=ingest.submit,
         tls=config.tls,
+        topic_filter=topics.shared("yijing", topics.UPLINK_FILTER),
+        submit=ingest.submit,
+        submit_many=ingest.submit_many,
         logger=log.getChild(f"worker{config.index}"),
     )
-    link_box.append(link)
-    cpub = None
-    if by_c:
-        cpub = CPublisher(
-            client_id=f"{client_id}-pub",
-            host=config.broker_host,
-            port=config.broker_port,
-            tls=config.tls,
-            logger=log.getChild(f"worker{config.index}.cpub"),
-        )
-        link_box.append(cpub)
-    acks: MqttLink | CPublisher = cpub or link
-    csub = (
-        CSubscriber(
-            client_id=f"{client_id}-sub",
-            topic_filters=[f for f, _ in uplink],
-            on_messages=ingest.submit_many,
-            probe=lambda topic, payload: acks.publish(topic, payload, qos=0),
-            host=config.broker_host,
-            port=config.broker_port,
-            tls=config.tls,
-            logger=log.getChild(f"worker{config.index}.csub"),
-        )
-        if by_c
-        else None
-    )
+    clients_box.append(clients)
     stop = threading.Event()
 
     def watch_parent() -> None:
@@ -165,22 +138,14 @@ def worker_main(config: WorkerConfig, conn: Connection) -> None:
 
     threading.Thread(target=watch_parent, name="parent", daemon=True).start()
     ingest.start()
-    link.start()
-    if cpub is not None:
-        cpub.start()
-    if csub is not None:
-        csub.start()
+    clients.start()
     try:
         while not stop.wait(STATS_EVERY_S):
             forward("stats", (ingest.stats, ingest.queue_depth()))
     except (BrokenPipeError, OSError):
         pass
     finally:
-        if csub is not None:
-            csub.stop()
-        if cpub is not None:
-            cpub.stop()
-        link.stop()
+        clients.stop()
         ingest.stop()
         store.close()
 

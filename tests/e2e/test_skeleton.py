@@ -24,7 +24,8 @@ def test_every_fix_stored_exactly_once_in_its_device_history(
     n_agents, m_fixes = 8, 150
     st = server_factory(broker, mqtt_engine=engine)
     server = st.server
-    assert (server.csub is not None) == (server.cpub is not None) == (engine == "mosquitto")
+    clients = server.uplink
+    assert (clients.csub is not None) == (clients.cpub is not None) == (engine == "mosquitto")
     agents: list[Agent] = []
     expected: dict[str, list[tuple[int, float, float]]] = {}
     for i in range(n_agents):

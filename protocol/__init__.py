@@ -1,5 +1,8 @@
 """yijing's wire protocol, sans-IO: message types, topics, frames, authenticity.
 
+The phone apps' formats are decoded by ``protocol.owntracks`` and ``protocol.osmand`` (import
+them by name) into ``PhoneReport``.
+
 Nothing here opens a socket, starts a thread or reads a clock. See ``docs/protocol.md``.
 """
 
@@ -10,6 +13,7 @@ from .errors import (
     BadTag,
     InvalidField,
     MalformedFrame,
+    PhoneFormatError,
     ProtocolError,
     Revoked,
     Stale,
@@ -45,6 +49,7 @@ from .messages import (
     Task,
     TaskAck,
 )
+from .phone import PhoneKind, PhoneReport
 
 __all__ = [
     "CHECKPOINT_EVERY",
@@ -72,6 +77,9 @@ __all__ = [
     "MalformedFrame",
     "Message",
     "Outgoing",
+    "PhoneFormatError",
+    "PhoneKind",
+    "PhoneReport",
     "Position",
     "PositionBatch",
     "Presence",

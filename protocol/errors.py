@@ -7,6 +7,7 @@ Exception tree::
     ├── MalformedFrame            the bytes are not a frame: truncated, not msgpack, wrong shape
     │   └── UnsupportedVersion    a frame version or auth scheme this code does not speak
     ├── TopicError                a topic outside the scheme, or not matching the frame
+    ├── PhoneFormatError          a phone app's payload that is not what its documentation says
     └── AuthenticationError       the frame is well formed but not proven genuine
         ├── UnknownKey            no key registered for (party, key id)
         ├── BadTag                MAC or signature does not verify
@@ -48,6 +49,12 @@ class UnsupportedVersion(MalformedFrame):
 
 class TopicError(ProtocolError):
     """A topic that is not in the scheme, or that does not match the frame it carries."""
+
+
+class PhoneFormatError(ProtocolError):
+    """A phone app's payload (OwnTracks, Traccar Client) that is not what its documentation
+    says: see ``protocol.phone``. Apps sign nothing, so there is no authentication error here:
+    who sent a phone report is the transport's business (broker ACL, HTTP auth)."""
 
 
 class AuthenticationError(ProtocolError):

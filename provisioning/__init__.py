@@ -6,7 +6,8 @@ Exception tree::
     ├── EnrolmentError         an enrolment bundle that cannot be used (names the field)
     ├── PkiError               the CA folder or a request to it (names the file or field)
     │   └── CsrError           a certificate signing request that must not be signed
-    └── BulkError              a terminals CSV with bad rows (names every line and column)
+    ├── BulkError              a terminals CSV with bad rows (names every line and column)
+    └── PhoneError             a phone's enrolment, registry or app settings (names the field)
 """
 
 from .bulk import BulkError, BulkResult, TerminalRow, enrol_bulk, read_terminals_csv

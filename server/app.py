@@ -43,7 +43,11 @@ from .ingest_workers import IngestWorkers, WorkerConfig
 from .keyring import StoreKeyRing
 from .live import Hub, LiveState
 from .metrics import server_registry
+from .org.model import TerminalKind
 from .org.store import OrgStore
+from .phones.ingress import PhoneIngress
+from .phones.link import phone_link
+from .phones.service import PhoneEndpoints, Phones
 from .reports.service import Reports
 from .snapshots import SnapshotFiles
 from .spotcheck.service import SpotChecks
@@ -56,6 +60,7 @@ from .web import (
     field_routes,
     metrics_routes,
     org_routes,
+    phone_routes,
     report_routes,
     session_routes,
     spotcheck_routes,
@@ -63,7 +68,18 @@ from .web import (
 from .web.access import ACCOUNTS, SECURE_COOKIES, TokenAuthenticator
 from .web.app import make_app
 from .web.config_routes import SiteConfig
-from .web.keys import AUDIT, DEVICES, DISPATCH, DUTY, FIELD, ORG, REPORTS, SITE, SPOTCHECKS
+from .web.keys import (
+    AUDIT,
+    DEVICES,
+    DISPATCH,
+    DUTY,
+    FIELD,
+    ORG,
+    PHONES,
+    REPORTS,
+    SITE,
+    SPOTCHECKS,
+)
 from .web.metrics_routes import METRICS
 
 log = logging.getLogger("yijing.server")
@@ -154,6 +170,8 @@ class ServerConfig:
     position_retention_days: int | None = None
     #: The officer's map: tile source and the walking model of the 1/3/5-minute circles.
     site: SiteConfig = field(default_factory=SiteConfig)
+    #: What an enrolled phone is told to connect to (its QR code).
+    phones: PhoneEndpoints = field(default_factory=PhoneEndpoints)
 
 
 ENGINES = ("auto", "mosquitto", "paho")
@@ -268,6 +286,24 @@ class Server:
             batch_wait_s=config.batch_wait_s,
             clock=clock,
         )
+        #: Phones (OwnTracks, Traccar Client): their own ingest thread and doors.
+        self.phone_ingress = PhoneIngress(
+            self.store,
+            data / "phones.db",
+            on_stored=self.duty.tracker.on_stored,
+            on_accepted=self._accepted,
+            publish_cmd=self._publish_phone_cmd,
+            clock=clock,
+        )
+        self.phones = Phones(
+            data,
+            self.store,
+            self.org,
+            endpoints=config.phones,
+            ingress=self.phone_ingress,
+            clock=clock,
+        )
+        self.phone_link: MqttLink | None = None
         #: What `GET /metrics` (Prometheus) reads at scrape time; nothing on the hot path.
         self.metrics = server_registry(
             self.ingest.stats,
@@ -299,10 +335,22 @@ class Server:
         self.field.on_accepted(batch)
         self.spotchecks.on_accepted(batch)
 
+    def _publish_phone_cmd(self, topic: str, payload: bytes, expiry_s: int) -> None:
+        """An OwnTracks command (a roll call's ``reportLocation``), QoS 1 with an MQTT 5
+        message expiry (§3.3.2.3.3), kept by the broker for a phone that is away."""
+        if self.phone_link is None:
+            raise NotConnected("the server's phone link is not started")
+        self.phone_link.publish(topic, payload, qos=1, expiry_s=expiry_s)
+
     def _send_command(self, device: str, message: Message, expiry_s: int) -> None:
         """Dispatches, cancels and tasks: signed, QoS 1, with an MQTT 5 message expiry
         (§3.3.2.3.3) so a broker holding the terminal's session drops them when stale; the
         agent refuses a stale one anyway. Raises ``NotConnected`` while the link is down."""
+        terminal = self.org.terminal(device)
+        if terminal is not None and terminal.kind is TerminalKind.PHONE:
+            # Neither phone app can ring, accept or decline (docs/phones.md): refused at
+            # once, so the dispatch records why and the officer calls the volunteer.
+            raise NotConnected(f"{device} is a phone: its app cannot take commands; call them")
         if self.link is None:
             raise NotConnected("the server's broker link is not started")
         out = self.endpoint.command(device, message, sent_ms=int(self._clock() * 1000))
@@ -317,15 +365,20 @@ class Server:
         self._directory_generation = generation
         volunteers = {v.volunteer_id: v.name for v in self.org.volunteers()}
         units: dict[str, str] = {}
+        kinds: dict[str, str] = {}
         holders: dict[str, tuple[str, str]] = {}
         for terminal in self.org.terminals():
             units[terminal.device_id] = terminal.unit_id
+            kinds[terminal.device_id] = terminal.kind.value
             if terminal.holder is not None:
                 name = volunteers.get(terminal.holder, terminal.holder)
                 holders[terminal.device_id] = (terminal.holder, name)
-        self.live.set_directory(units, holders)
+        self.live.set_directory(units, holders, kinds)
 
     def _refresh_live_duty(self) -> None:
+        # Phones enrolled since (by `yijing provision phone`, another process) join the
+        # organisation as phone terminals, then the directory.
+        self.phones.sync()
         self._refresh_directory()
         duty = {
             s["device_id"]: (s["shift_id"], s["post_id"], s["state"])
@@ -336,6 +389,13 @@ class Server:
         self.live.tick()
 
     def _send_roll_call(self, device: str, call: RollCall) -> None:
+        terminal = self.org.terminal(device)
+        if terminal is not None and terminal.kind is TerminalKind.PHONE:
+            try:
+                self.phones.roll_call(device, call)
+            except LookupError as exc:
+                raise NotConnected(str(exc)) from exc
+            return
         if self.link is None:
             raise NotConnected("the server's broker link is not started")
         out = self.endpoint.command(device, call, sent_ms=call.sent_ms)
@@ -364,6 +424,13 @@ class Server:
             )
             self.broker = secure
             self.broker_address = BrokerUrl(secure.host, secure.port, "5", tls=True)
+            phones = self.broker_sync.phone_listen if self.broker_sync is not None else None
+            if phones is not None:
+                log.info(
+                    "phones (OwnTracks, MQTT over TLS, password) on %s:%d; their codes point "
+                    "there with --phone-mqtt mqtts://<public host>:%d",
+                    phones.host, phones.port, phones.port,
+                )  # fmt: skip
         elif self.broker_address is None:
             self.broker = await asyncio.to_thread(
                 start_local_broker, self.config.data_dir / "broker"
@@ -428,6 +495,17 @@ class Server:
         else:
             self.ingest.start()
         self.uplink.start()
+        self.phone_ingress.start()
+        self.phone_link = phone_link(
+            data_dir=self.config.data_dir,
+            host=address.host,
+            port=address.port,
+            protocol=address.protocol,
+            tls=tls,
+            on_report=self.phone_ingress.owntracks_mqtt,
+        )
+        self.phone_link.start()
+        await asyncio.to_thread(self.phones.sync)
         app = make_app(
             store=self.store,
             live=self.live,
@@ -447,6 +525,7 @@ class Server:
                 session_routes.routes,
                 device_routes.routes,
                 metrics_routes.routes,
+                phone_routes.routes,
             ],
             services={
                 ORG: self.org,
@@ -460,6 +539,7 @@ class Server:
                 ACCOUNTS: self.accounts,
                 DEVICES: self.devices,
                 METRICS: self.metrics,
+                PHONES: self.phones,
                 SECURE_COOKIES: self.config.secure_cookies,
             },
         )
@@ -570,6 +650,9 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
         self.reports.close()  # cancels queued report jobs before the stores close
+        if self.phone_link is not None:
+            await asyncio.to_thread(self.phone_link.stop)
+        await asyncio.to_thread(self.phone_ingress.stop)
         if self.uplink is not None:
             await asyncio.to_thread(self.uplink.stop)
         if self.workers is not None:
@@ -582,5 +665,7 @@ class Server:
         self.accounts.store.close()
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
+        if self.broker_sync is not None:
+            self.broker_sync.close()
         self.store.close()
         self.org.close()

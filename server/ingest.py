@@ -19,6 +19,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from protocol import (
     REPLAY_WINDOW_MS,
@@ -44,6 +45,8 @@ from .errors import StoreError
 from .keyring import StoreKeyRing
 from .snapshots import SnapshotFiles
 from .store import FUTURE_TOLERANCE_MS, FixFlag, IncomingFrame, Outcome, SnapshotMeta, Store
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -72,6 +75,29 @@ class Accepted:
     def __reduce__(self) -> tuple[type[Accepted], tuple[object, ...]]:
         # Pickled by ingest workers for every frame: see IncomingFrame.__reduce__.
         return (Accepted, (self.device_id, self.seq, self.message, self.received_ms))
+
+
+def take_batch(
+    source: queue.SimpleQueue[T | None], batch_max: int, wait_s: float
+) -> tuple[list[T], bool]:
+    """Wait for one item, then take more until ``batch_max`` or ``wait_s`` has passed:
+    ``(batch, stop)``, ``stop`` when the ``None`` that ends the thread was taken (the batch
+    before it still to be done)."""
+    first = source.get()
+    if first is None:
+        return [], True
+    batch = [first]
+    deadline = time.monotonic() + wait_s
+    while len(batch) < batch_max:
+        remaining = deadline - time.monotonic()
+        try:
+            item = source.get(timeout=remaining) if remaining > 0 else source.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
 
 
 def _party(topic: str) -> str:
@@ -159,26 +185,9 @@ class Ingest:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            batch, stop = take_batch(self._queue, self._batch_max, self._batch_wait_s)
+            if not batch:
                 return
-            batch = [first]
-            deadline = time.monotonic() + self._batch_wait_s
-            stop = False
-            while len(batch) < self._batch_max:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = (
-                        self._queue.get(timeout=max(0.0, remaining))
-                        if remaining > 0
-                        else (self._queue.get_nowait())
-                    )
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
             try:
                 self.process(batch)
             except StoreError as exc:

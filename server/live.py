@@ -56,6 +56,8 @@ class TerminalState:
     clock_skew_ms: int | None = None
     snapshot: dict[str, Any] | None = None
     unit_id: str | None = None
+    #: The organisation's terminal kind (``handheld``, …, ``phone``); None: not listed.
+    kind: str | None = None
     volunteer: Volunteer | None = None
     duty: Duty | None = None
     dispatch_id: str | None = None
@@ -104,6 +106,9 @@ class TerminalState:
             "fix": None,  # always present: API clients need not test for the key
             "status": self.status if now_ms is None else self.status_at(now_ms),
             "unit_id": self.unit_id,
+            "kind": self.kind,
+            # A phone app signs nothing: its positions are the phone's word (metrics.md).
+            "signed": self.kind != "phone",
             "volunteer": None,
             "duty": None,
             "dispatch_id": self.dispatch_id,
@@ -316,6 +321,7 @@ class LiveState:
         self._index = GridIndex(cell_m)
         self._units: dict[str, str] = {}
         self._volunteers: dict[str, Volunteer] = {}
+        self._kinds: dict[str, str] = {}
         self._duty: dict[str, Duty] = {}
         self._due: list[tuple[int, str]] = []  # heap of (due_ms, device) for ``tick``
 
@@ -337,6 +343,7 @@ class LiveState:
             state = TerminalState(
                 device,
                 unit_id=self._units.get(device),
+                kind=self._kinds.get(device),
                 volunteer=self._volunteers.get(device),
                 duty=self._duty.get(device),
             )
@@ -376,9 +383,11 @@ class LiveState:
         latest = store.latest_fixes()
         now_ms = self._now_ms()
         with self._lock:
-            for device in store.devices():
-                state = self._state(device.device_id)
-                point = latest.get(device.device_id)
+            # Phones have no registered key, only fixes: they come back from those.
+            devices = {d.device_id for d in store.devices()} | set(latest)
+            for device_id in sorted(devices):
+                state = self._state(device_id)
+                point = latest.get(device_id)
                 if point is not None:
                     state.fix, state.fix_seq = point.fix, point.seq
                     state.last_seen_ms = point.received_ms
@@ -430,19 +439,28 @@ class LiveState:
             self._publish(changed.values(), now_ms)
 
     def set_directory(
-        self, units: Mapping[str, str], volunteers: Mapping[str, tuple[str, str]]
+        self,
+        units: Mapping[str, str],
+        volunteers: Mapping[str, tuple[str, str]],
+        kinds: Mapping[str, str] | None = None,
     ) -> None:
-        """Who holds which terminal, and the terminal's unit (device id → …); replaces both."""
+        """Who holds which terminal, the terminal's unit and kind (device id → …); replaces
+        all three. A listed terminal not seen yet (a phone just enrolled) is added."""
         now_ms = self._now_ms()
         with self._lock:
             self._units = dict(units)
             self._volunteers = {d: (v[0], v[1]) for d, v in volunteers.items()}
+            self._kinds = dict(kinds or {})
+            for device, listed in self._kinds.items():
+                if listed == "phone":  # phones are known from enrolment, not from the store
+                    self._state(device)
             changed = []
             for state in self._terminals.values():
                 unit_id = self._units.get(state.device_id)
                 volunteer = self._volunteers.get(state.device_id)
-                if unit_id != state.unit_id or volunteer != state.volunteer:
-                    state.unit_id, state.volunteer = unit_id, volunteer
+                kind = self._kinds.get(state.device_id)
+                if (unit_id, volunteer, kind) != (state.unit_id, state.volunteer, state.kind):
+                    state.unit_id, state.volunteer, state.kind = unit_id, volunteer, kind
                     changed.append(state)
             self._publish(changed, now_ms)
 

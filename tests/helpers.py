@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from provisioning import BrokerAddress, Enrolment, new_device
 from server.app import Server
@@ -48,3 +52,22 @@ def outbox_pending(path: Path) -> int:
         return int(row[0])
     finally:
         conn.close()
+
+
+def call(server: Any, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    """A REST request to a running ``Server`` as its first admin: ``(status, JSON body)``."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        server.url + path,
+        data=data,
+        method=method,
+        headers={
+            "Authorization": f"Bearer {server.first_admin_token}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

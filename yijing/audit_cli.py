@@ -112,6 +112,7 @@ def prove(args: argparse.Namespace) -> int:
     from protocol import Checkpoint, ProtocolError, decode
     from protocol.auth import prove as check
     from server.errors import ConfigError
+    from server.phones.frames import phone_evidence
     from server.sqlite_store import SqliteStore
 
     path = args.data / "yijing.db"
@@ -133,7 +134,17 @@ def prove(args: argparse.Namespace) -> int:
         try:
             frame = decode(payload)
         except ProtocolError as exc:
-            print(f"NOT PROVEN: the stored frame does not decode: {exc}", file=sys.stderr)
+            app = phone_evidence(bytes(payload))
+            if app is not None:
+                print(
+                    f"NOT PROVEN: {args.device} #{seq} is a phone report ({app}), kept as the "
+                    "app sent it: phone apps sign nothing, so it is the phone's word only "
+                    "(lower trust, docs/metrics.md). As stored: "
+                    f"{bytes(payload).decode(errors='replace')}",
+                    file=sys.stderr,
+                )
+            else:
+                print(f"NOT PROVEN: the stored frame does not decode: {exc}", file=sys.stderr)
             return 1
         env = frame.envelope
         if (env.party, env.seq) != (args.device, seq):

@@ -17,7 +17,9 @@ EXAMPLES = {
     "  yijing server --tiles-dir /srv/tiles/futian --walk-speed 1.6\n"
     "  yijing server --mqtt-listen 0.0.0.0:8883 --host 0.0.0.0   # terminals over TLS\n"
     "  yijing server --store postgresql://yijing@db.station.lan/yijing --workers 4\n"
-    "  yijing server --mqtt-engine paho   # no Mosquitto clients on this host",
+    "  yijing server --mqtt-engine paho   # no Mosquitto clients on this host\n"
+    "  yijing server --public-url https://patrol.example.org "
+    "--phone-mqtt mqtts://patrol.example.org:8884   # what phones' codes point at",
     "demo": "example:\n  yijing demo --terminals 30 --port 8080",
 }
 
@@ -37,6 +39,32 @@ def _run_until_signal(coro_factory) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
+def _phone_endpoints(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """``--public-url`` and ``--phone-mqtt``: where enrolled phones are told to report."""
+    from urllib.parse import urlsplit
+
+    from server.app import parse_broker_url
+    from server.errors import ConfigError
+    from server.phones.service import PhoneEndpoints
+
+    public_url = args.public_url
+    if public_url is not None:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SystemExit(
+                f"yijing server: --public-url {public_url!r}: expected http(s)://host[:port]"
+            )
+    if args.phone_mqtt is None:
+        return PhoneEndpoints(public_url=public_url)
+    try:
+        broker = parse_broker_url(args.phone_mqtt)
+    except ConfigError as exc:
+        raise SystemExit(f"yijing server: --phone-mqtt: {exc}") from None
+    return PhoneEndpoints(
+        mqtt_host=broker.host, mqtt_port=broker.port, mqtt_tls=broker.tls, public_url=public_url
+    )
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -50,6 +78,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"yijing server: {exc}") from None
     mqtt_listen = parse_listen(args.mqtt_listen) if args.mqtt_listen else None
+    phones = _phone_endpoints(args)
 
     async def serve() -> None:
         server = Server(
@@ -65,6 +94,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                 mqtt_engine=args.mqtt_engine,
                 position_retention_days=args.keep_fixes_days,
                 site=site,
+                phones=phones,
             )
         )
         await server.start()
@@ -107,6 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             http_port=args.port,
             interval_s=args.interval,
             cameras=args.cameras,
+            phones=args.phones,
         )
     )
 
@@ -188,6 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
         "terminal; default: a plain listener on 127.0.0.1 only (development, demo)",
     )
     p.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="this server as phones reach it, e.g. https://patrol.example.org: the address "
+        "in phones' enrolment codes (Traccar Client, OwnTracks in HTTP mode); default: the "
+        "address the admin's browser used",
+    )
+    p.add_argument(
+        "--phone-mqtt",
+        metavar="URL",
+        help="the broker as OwnTracks phones reach it, e.g. mqtts://patrol.example.org:8884; "
+        "with it, OwnTracks codes use MQTT mode, without it HTTP mode (--public-url)",
+    )
+    p.add_argument(
         "--tiles",
         metavar="TEMPLATE",
         help="map tiles for the officer's page, e.g. http://tiles.lan/{z}/{x}/{y}.png "
@@ -250,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=6,
         help="how many terminals also send camera pictures from a generated clip (default: 6)",
+    )
+    p.add_argument(
+        "--phones",
+        type=int,
+        default=5,
+        help="how many more volunteers carry only a phone (OwnTracks over HTTP; default: 5)",
     )
     p.set_defaults(func=cmd_demo)
 

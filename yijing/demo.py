@@ -22,6 +22,7 @@ from server.app import Server, ServerConfig
 from server.web.access import Principal, Role
 
 from .demo_org import seed_org
+from .demo_phones import PhoneFleet, seed_phones
 from .demo_volunteer import DemoVolunteer
 
 log = logging.getLogger("yijing.demo")
@@ -115,6 +116,7 @@ async def run_demo(
     http_port: int,
     interval_s: float,
     cameras: int = 0,
+    phones: int = 5,
 ) -> None:
     server = Server(
         ServerConfig(data_dir=data_dir / "server", http_host=http_host, http_port=http_port)
@@ -164,9 +166,16 @@ async def run_demo(
                 )
                 worker.start()
                 workers.append(worker)
+        # Volunteers with only a phone (OwnTracks in HTTP mode, played by a thread).
+        demo_phones = await asyncio.to_thread(seed_phones, server, FUTIAN_POSTS, phones, now_ms)
+        await asyncio.to_thread(server.duty.refresh)
+        fleet = PhoneFleet(server.url, demo_phones, interval_s=max(interval_s, 5.0))
+        fleet.start()
+        workers.append(fleet)
         print(
             f"yijing demo: {terminals} simulated terminals reporting every {interval_s:g}s, "
-            f"{min(cameras, terminals)} with a camera"
+            f"{min(cameras, terminals)} with a camera, {phones} volunteers with only a phone "
+            "(OwnTracks)"
         )
         print(f"  broker:    {server.broker_address}")
         print(f"  store:     {server.config.store_url or server.config.data_dir / 'yijing.db'}")

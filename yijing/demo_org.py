@@ -63,7 +63,6 @@ def seed_org(org: OrgStore, places: Sequence[Place], terminals: int, now_ms: int
                 Circle(place.lat, place.lon, POST_RADIUS_M),
             )
         )
-    start_ms = now_ms // 60_000 * 60_000
     running = 0
     for i in range(terminals):
         place_index = i % len(places)
@@ -77,15 +76,22 @@ def seed_org(org: OrgStore, places: Sequence[Place], terminals: int, now_ms: int
             Terminal(device_id, station.unit_id, TerminalKind.HANDHELD, holder=volunteer_id),
             at_ms=now_ms,
         )
-        if not org.shifts(volunteer_id=volunteer_id, since_ms=now_ms, until_ms=now_ms + 1):
-            org.put_shift(
-                org.make_shift(
-                    f"demo-{volunteer_id}-{start_ms // 1000}",
-                    volunteer_id,
-                    f"post-{place_index + 1}",
-                    start_ms,
-                    start_ms + SHIFT_MS,
-                )
-            )
+        ensure_shift(org, volunteer_id, f"post-{place_index + 1}", now_ms)
         running += 1
     return running
+
+
+def ensure_shift(org: OrgStore, volunteer_id: str, post_id: str, now_ms: int) -> None:
+    """The volunteer's 8-hour demo shift from this minute, unless one is running already."""
+    if org.shifts(volunteer_id=volunteer_id, since_ms=now_ms, until_ms=now_ms + 1):
+        return
+    start_ms = now_ms // 60_000 * 60_000
+    org.put_shift(
+        org.make_shift(
+            f"demo-{volunteer_id}-{start_ms // 1000}",
+            volunteer_id,
+            post_id,
+            start_ms,
+            start_ms + SHIFT_MS,
+        )
+    )

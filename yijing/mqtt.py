@@ -129,6 +129,9 @@ class Will:
 
 
 MessageHandler = Callable[[str, bytes], None]
+#: ``(topic, payload, ack)``: with ``manual_ack``, the broker's delivery is acknowledged only
+#: when the handler's owner calls ``ack()`` (after it has stored the message).
+AckedMessageHandler = Callable[[str, bytes, Callable[[], None]], None]
 
 
 class MqttLink:
@@ -147,6 +150,7 @@ class MqttLink:
         protocol: str = "5",
         subscriptions: list[tuple[str, int]] | None = None,
         on_message: MessageHandler | None = None,
+        on_acked_message: AckedMessageHandler | None = None,
         on_connect: Callable[[], None] | None = None,
         on_disconnect: Callable[[], None] | None = None,
         will: Will | None = None,
@@ -164,6 +168,7 @@ class MqttLink:
         self.v5 = protocol == "5"
         self._subscriptions = list(subscriptions or [])
         self._on_message = on_message
+        self._on_acked_message = on_acked_message
         self._on_connect_cb = on_connect
         self._on_disconnect_cb = on_disconnect
         self._backoff = backoff or Backoff()
@@ -185,7 +190,13 @@ class MqttLink:
 
         if self.v5:
             client = paho.Client(
-                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=paho.MQTTv5,
+                # With on_acked_message the PUBACK (MQTT 5 §3.4) waits for our ack(): a crash
+                # before it leaves the message with the broker, which sends it again on the
+                # next connection of this session (§4.4).
+                manual_ack=on_acked_message is not None,
             )
         else:
             # MQTT 3.1.1 §3.1.2.4: clean_session=False keeps the broker-side session.
@@ -194,6 +205,7 @@ class MqttLink:
                 client_id=client_id,
                 protocol=paho.MQTTv311,
                 clean_session=session_expiry_s == 0,
+                manual_ack=on_acked_message is not None,
             )
         # paho's own log goes through a private logger: its errors become the failure reason
         # (logged once rather than on every retry), its debug lines reach our log only when
@@ -430,5 +442,13 @@ class MqttLink:
     def _handle_message(
         self, client: paho.Client, userdata: object, message: paho.MQTTMessage
     ) -> None:
-        if self._on_message is not None:
+        if self._on_acked_message is not None:
+            mid, qos = message.mid, message.qos
+
+            def ack() -> None:
+                if qos > 0:
+                    client.ack(mid, qos)
+
+            self._on_acked_message(message.topic, bytes(message.payload), ack)
+        elif self._on_message is not None:
             self._on_message(message.topic, bytes(message.payload))

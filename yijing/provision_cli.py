@@ -1,11 +1,16 @@
 """``yijing provision``: the station CA, enrolling terminals (one or a CSV of them), revoking
-and rotating them, the broker's TLS config, and sign-in tokens for people.
+and rotating them, phones as terminals, the broker's TLS config, and sign-in tokens for people.
 
 Everything lives in the server's data folder: the store (``yijing.db``), the server's signing
-key (``server-key.json``), the CA (``pki/``), and the broker's files (``broker/``: copies of
-the certificates it needs, ``acl``, ``mosquitto.conf``). The broker folder never holds the CA
-key, so the broker's user can read all of it. Every change to who may connect (enrol, revoke)
-rewrites the ACL and CRL there; the broker applies them on SIGHUP.
+key (``server-key.json``), the CA (``pki/``), the phone registry (``phones.db``), and the
+broker's files (``broker/``: copies of the certificates it needs, ``acl``, ``passwd``,
+``mosquitto.conf``). The broker folder never holds the CA key, so the broker's user can read
+all of it. Every change to who may connect (enrol, revoke) rewrites the ACL, CRL and password
+file there; the broker applies them on SIGHUP.
+
+A phone is enrolled for one app (``provisioning.phones``): OwnTracks, which imports its whole
+configuration from a QR code, or Traccar Client, whose own QR scanner takes the server URL
+with the device id. The QR code is printed in the terminal with the same settings in words.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ EXAMPLES = {
     "--broker mqtts://10.0.0.5:8883 --out ft-0042.json\n"
     "  yijing provision bulk terminals.csv --out-dir bundles/ --broker mqtts://10.0.0.5:8883\n"
     "  yijing provision revoke ft-0042 --reason 'reported lost'\n"
+    "  yijing provision phone li-na --unit futian-s1 --app owntracks --mqtt-host 10.0.0.5\n"
     "  yijing provision token --name 'Officer Li' --role officer",
     "ca": "example:\n  yijing provision ca --data ./var/server "
     "--broker-host mqtt.station.lan --broker-host 10.0.0.5",
@@ -44,12 +50,25 @@ EXAMPLES = {
     "rotate": "example:\n  yijing provision rotate ft-0042 --broker mqtts://10.0.0.5:8883 "
     "--out ft-0042-k2.json",
     "broker-config": "example:\n  yijing provision broker-config --port 8883 --host 0.0.0.0\n"
-    "  mosquitto -c var/server/broker/mosquitto.conf",
+    "  mosquitto -c var/server/broker/mosquitto.conf\n"
+    "terminals connect to 8883 with their certificates, phones to 8884 with passwords",
+    "phone": "example:\n"
+    "  yijing provision phone li-na --unit futian-s1 --app owntracks "
+    "--mqtt-host mqtt.station.lan --mqtt-port 8884\n"
+    "  yijing provision phone li-na --unit futian-s1 --app owntracks "
+    "--http-url https://yj.station.lan/owntracks --out li-na.otrc\n"
+    "  yijing provision phone wang-wei --unit futian-s1 --app traccar "
+    "--server-url https://yj.station.lan/osmand\n"
+    "the volunteer scans the QR code: with the phone's camera (OwnTracks) or from the QR\n"
+    "button in Traccar Client's settings. Run it again to issue new credentials.",
+    "phone-revoke": "example:\n  yijing provision phone-revoke ph-li-na\n"
+    "  a server started with --mqtt-listen reloads its broker by itself within 2 s",
     "token": "example:\n  yijing provision token --name 'Officer Li' --role officer\n"
     "  yijing provision token --name 'Inspector Wang' --role inspector --scope futian",
 }
 
 DATA_HELP = "the server's data folder (default: var/server)"
+PHONES_DB = "phones.db"  # as server.broker_sync.PHONES_DB
 
 
 def _now_ms() -> int:
@@ -84,8 +103,21 @@ def _register(store: Any, identity: Any, label: str) -> None:
     )
 
 
+def _phone_list(data: Path) -> list[Any]:
+    from provisioning.phones import PhoneRegistry
+
+    if not (data / PHONES_DB).exists():
+        return []
+    registry = PhoneRegistry(data / PHONES_DB)
+    try:
+        return registry.phones()
+    finally:
+        registry.close()
+
+
 def refresh_broker_files(data: Path, store: Any) -> Path | None:
-    """Rewrite the broker folder's ACL and CRL from the store and the CA, if it exists."""
+    """Rewrite the broker folder's ACL, CRL and password file from the store, the CA and the
+    phone registry, if the folder exists."""
     from provisioning.broker_config import write_enrolment_files
     from provisioning.pki import CRL_FILE
 
@@ -100,6 +132,7 @@ def refresh_broker_files(data: Path, store: Any) -> Path | None:
         terminals=[(d.device_id, d.units) for d in store.devices()],
         revoked=set(store.revoked()) | ca.revoked_names(),
         crl_pem=ca.path(CRL_FILE).read_bytes(),  # the CA's signed CRL as it stands
+        phones=_phone_list(data),
     )
     return folder
 
@@ -304,7 +337,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_broker_config(args: argparse.Namespace) -> int:
-    from provisioning.broker_config import mosquitto_tls_conf
+    from provisioning.broker_config import PASSWORD_FILE, mosquitto_tls_conf
     from provisioning.identity import write_secret
     from provisioning.pki import BROKER_CERT_FILE, BROKER_KEY_FILE, CA_FILE
 
@@ -325,6 +358,8 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
         acl_file=(out / "acl").resolve(),
         persistence_dir=(out / "persistence").resolve(),
         run_as=args.run_as,
+        phone_port=args.phone_port or args.port + 1,
+        password_file=(out / PASSWORD_FILE).resolve(),
     )
     write_secret(out / "mosquitto.conf", conf.encode(), mode=0o644)
     store = _store(args.data)
@@ -333,10 +368,98 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(
-        f"broker config in {out}: mosquitto.conf, acl, crl.pem, ca.pem, broker.pem, "
+        f"broker config in {out}: mosquitto.conf, acl, passwd, crl.pem, ca.pem, broker.pem, "
         "broker-key.pem (0600: chown it to the broker's user)\n"
+        f"terminals: port {args.port} (certificates); phones: port "
+        f"{args.phone_port or args.port + 1} (passwords)\n"
         f"run: mosquitto -c {out / 'mosquitto.conf'}"
     )
+    return 0
+
+
+def _with_store(data: Path, use: Any) -> Any:
+    """``use(store)`` when the store exists, else None (a phone alone needs no store)."""
+    if not (data / "yijing.db").exists():
+        return None
+    store = _store(data)
+    try:
+        return use(store)
+    finally:
+        store.close()
+
+
+def cmd_phone(args: argparse.Namespace) -> int:
+    from provisioning import phones as ph
+    from provisioning.identity import write_secret
+
+    app = ph.PhoneApp(args.app)
+    if app == ph.PhoneApp.TRACCAR and not args.server_url:
+        raise ProvisioningError("--server-url: Traccar Client needs the OsmAnd endpoint's URL")
+    if app == ph.PhoneApp.OWNTRACKS and not (args.mqtt_host or args.http_url):
+        raise ProvisioningError("give --mqtt-host (MQTT mode) or --http-url (HTTP mode)")
+    # Before enrolling: a typo must not cost the volunteer a set of credentials.
+    for name, value in (("--server-url", args.server_url), ("--http-url", args.http_url)):
+        if value is not None:
+            ph.check_url(value, name)
+    if args.mqtt_host is not None:
+        ph.check_host(args.mqtt_host, "--mqtt-host")
+    if args.out is not None and args.out.exists():
+        raise ProvisioningError(f"{args.out}: exists; refusing to overwrite")
+    phone_id = args.phone_id or f"ph-{args.volunteer}"
+    if phone_id in (_with_store(args.data, lambda s: {d.device_id for d in s.devices()}) or ()):
+        raise ProvisioningError(f"{phone_id!r} is a terminal's id; choose one with --phone-id")
+    registry = ph.PhoneRegistry(args.data / PHONES_DB)
+    try:
+        again = registry.get(phone_id) is not None
+        phone, password = registry.enrol(
+            volunteer_id=args.volunteer,
+            unit_id=args.unit,
+            app=app,
+            now_ms=_now_ms(),
+            phone_id=phone_id,
+            encrypt=not args.no_encrypt,
+        )
+    finally:
+        registry.close()
+    folder = _with_store(args.data, lambda s: refresh_broker_files(args.data, s))
+    setup = ph.phone_setup(
+        phone,
+        password,
+        mqtt_host=args.mqtt_host,
+        mqtt_port=args.mqtt_port,
+        http_url=args.http_url,
+        server_url=args.server_url,
+    )
+    print(ph.qr_text(setup.qr))
+    what = "new credentials for" if again else "enrolled"
+    print(f"{what} {phone.phone_id} ({args.volunteer}, unit {args.unit}); shown once:")
+    print(setup.words)
+    if again:
+        print("the credentials issued before no longer work")
+    if args.out is not None:
+        write_secret(args.out, setup.file_text.encode())
+        print(f"settings (secret, mode 0600): {args.out}")
+    if folder is not None:
+        print(f"ACL and password file rewritten in {folder}; that broker: kill -HUP <pid>")
+    print("a server started with --mqtt-listen lets the phone in within 2 s")
+    return 0
+
+
+def cmd_phone_revoke(args: argparse.Namespace) -> int:
+    from provisioning.phones import PhoneRegistry
+
+    if not (args.data / PHONES_DB).exists():
+        raise ProvisioningError(f"{args.data / PHONES_DB}: no phone is enrolled here")
+    registry = PhoneRegistry(args.data / PHONES_DB)
+    try:
+        registry.revoke(args.phone_id, now_ms=_now_ms())
+    finally:
+        registry.close()
+    folder = _with_store(args.data, lambda s: refresh_broker_files(args.data, s))
+    print(f"revoked {args.phone_id}: its password and topics are gone from the broker")
+    if folder is not None:
+        print(f"ACL and password file rewritten in {folder}; that broker: kill -HUP <pid>")
+    print("a server started with --mqtt-listen reloads its broker within 2 s")
     return 0
 
 
@@ -449,6 +572,36 @@ def add_parser(sub: Any) -> None:
     c.add_argument(
         "--run-as", default=None, help="the user Mosquitto drops to (default: Mosquitto's own)"
     )
+    c.add_argument(
+        "--phone-port",
+        type=int,
+        default=None,
+        help="TLS listener for phones, with passwords (default: --port + 1)",
+    )
+
+    c = command(
+        "phone",
+        "enrol a volunteer's phone (OwnTracks or Traccar Client), or issue it new "
+        "credentials; prints the QR code to scan",
+        cmd_phone,
+    )
+    c.add_argument("volunteer", help="the volunteer's id")
+    c.add_argument("--unit", required=True, help="the volunteer's unit id")
+    c.add_argument("--app", required=True, choices=["owntracks", "traccar"], help="the app")
+    c.add_argument("--phone-id", default=None, help="terminal id (default: ph-VOLUNTEER)")
+    c.add_argument("--no-encrypt", action="store_true", help="OwnTracks: no encryption key")
+    c.add_argument("--mqtt-host", default=None, help="OwnTracks MQTT: the broker's name")
+    c.add_argument(
+        "--mqtt-port", type=int, default=8884, help="OwnTracks MQTT: phone port (default 8884)"
+    )
+    c.add_argument("--http-url", default=None, help="OwnTracks HTTP mode: the URL it posts to")
+    c.add_argument("--server-url", default=None, help="Traccar: the OsmAnd endpoint's URL")
+    c.add_argument(
+        "--out", type=Path, default=None, help="also write the settings (.otrc for OwnTracks)"
+    )
+
+    c = command("phone-revoke", "revoke a phone: its password and broker topics", cmd_phone_revoke)
+    c.add_argument("phone_id", help="the phone's id (ph-VOLUNTEER unless chosen)")
 
     c = command("token", "mint a sign-in token for a person", cmd_token)
     c.add_argument("--name", required=True, help="who the token is for")

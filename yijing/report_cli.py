@@ -175,6 +175,7 @@ def _unit_cells(r: UnitRow) -> list[str]:
         str(r.volunteers),
         _hours(r.scheduled_s),
         _pct(r.on_duty_rate),
+        _pct(r.phone_only_rate),
         _pct(r.usage_rate),
         f"{r.spot_checks_answered}/{r.spot_checks_sent}",
         _pct(r.spot_check_answer_rate),
@@ -190,6 +191,7 @@ def _volunteer_cells(r: VolunteerRow) -> list[str]:
         str(len(r.shifts)),
         _hours(r.scheduled_s),
         _pct(r.on_duty_rate),
+        _pct(r.phone_only_rate),
         _pct(r.usage_rate),
         f"{r.late_s // 60}",
         f"{r.early_leave_s // 60}",
@@ -203,18 +205,18 @@ def render_table(report: UnitReport) -> str:
     path = " › ".join([*(u.name for u in report.path), unit.name])
     out = [f"{path} ({unit.unit_id})  {period.label()} ({period.tz})\n\n"]
     head = [
-        "unit", "name", "level", "shifts", "volunteers", "hours", "on-duty", "usage",
-        "spot checks", "answered", "flags",
+        "unit", "name", "level", "shifts", "volunteers", "hours", "on-duty", "phone only",
+        "usage", "spot checks", "answered", "flags",
     ]  # fmt: skip
     rows = [_unit_cells(report.totals), *(_unit_cells(r) for r in report.children)]
-    out.append(table(head, rows, numeric=set(range(3, 11))))
+    out.append(table(head, rows, numeric=set(range(3, 12))))
     if report.volunteers:
         head = [
-            "volunteer", "name", "unit", "shifts", "hours", "on-duty", "usage", "late min",
-            "early min", "spot checks", "flags",
+            "volunteer", "name", "unit", "shifts", "hours", "on-duty", "phone only", "usage",
+            "late min", "early min", "spot checks", "flags",
         ]  # fmt: skip
         out.append("\n")
-        out.append(table(head, [_volunteer_cells(r) for r in report.volunteers], set(range(3, 11))))
+        out.append(table(head, [_volunteer_cells(r) for r in report.volunteers], set(range(3, 12))))
     if report.flags:
         kinds: dict[str, int] = {}
         for f in report.flags:

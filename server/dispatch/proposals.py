@@ -80,6 +80,8 @@ def candidate_json(
         "eta_s": round(eta_s, 1),
         "status": doc.get("status"),
         "post_id": duty.get("post_id"),
+        # A phone is listed (the officer can call them) but cannot take a dispatch.
+        "kind": doc.get("kind"),
     }
 
 

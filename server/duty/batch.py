@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,9 +43,12 @@ _ALL_STATES = tuple(State)
 
 @dataclass(frozen=True, slots=True)
 class DeviceData:
-    """One terminal's stored fixes and evidence over some window, as arrays.
+    """One terminal's stored fixes and evidence over some window, as arrays — or several
+    devices' merged into one set (``merge``, docs/metrics.md §7).
 
     Fixes in any order (they are sorted here); accuracy ``NaN`` stands for "none given".
+    ``fix_dev``: per fix, the rank of its device among the merged ones (None: all 0), the last
+    part of a fix's key, so two devices' fixes equal in (time, seq, idx) still have one winner.
     """
 
     fix_ms: Ints
@@ -57,6 +61,7 @@ class DeviceData:
     received_ms: Ints
     ev_ms: Ints
     ev_off: Bools
+    fix_dev: Ints | None = None
 
     @classmethod
     def from_rows(cls, fixes: Sequence[FixRow], evidence: Sequence[EvidenceRow]) -> DeviceData:
@@ -77,7 +82,6 @@ class DeviceData:
             ev_ms, ev_off = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
         return cls(fix_ms, seq, idx, lat, lon, acc, flags, received, ev_ms, ev_off)
 
-
     @classmethod
     def from_array(cls, fixes: FixArray, evidence: Sequence[EvidenceRow]) -> DeviceData:
         """From the store's packed ``fix_array`` (no per-row work) and ``evidence_rows``."""
@@ -95,6 +99,68 @@ class DeviceData:
             base.ev_off,
         )
 
+    def devs(self) -> Ints:
+        """Each fix's device rank (all 0 for one device's data)."""
+        if self.fix_dev is None:
+            return np.zeros(self.fix_ms.size, dtype=np.int64)
+        return self.fix_dev
+
+    def during(self, windows: Sequence[tuple[int, int]] | None) -> DeviceData:
+        """Only the fixes and evidence whose own times fall in ``windows`` (``[from_ms,
+        to_ms)``; None: all): a phone's data while the shift's volunteer held it (§7)."""
+        if windows is None:
+            return self
+
+        def inside(ms: Ints) -> Bools:
+            keep = np.zeros(ms.size, dtype=bool)
+            for a, b in windows:
+                keep |= (ms >= a) & (ms < b)
+            return keep
+
+        f, e = inside(self.fix_ms), inside(self.ev_ms)
+        return DeviceData(
+            self.fix_ms[f],
+            self.fix_seq[f],
+            self.fix_idx[f],
+            self.lat[f],
+            self.lon[f],
+            self.accuracy[f],
+            self.flags[f],
+            self.received_ms[f],
+            self.ev_ms[e],
+            self.ev_off[e],
+            None if self.fix_dev is None else self.fix_dev[f],
+        )
+
+    @classmethod
+    def merge(cls, parts: Sequence[DeviceData]) -> DeviceData:
+        """Several devices' data as one set (docs/metrics.md §7), ``parts`` in the order of
+        their device ids: a fix's device rank is its part's index, so within one second the
+        winner is the greatest (time, seq, idx, device id) — whatever the devices' order."""
+        if not parts:
+            return cls.from_rows((), ())
+        if len(parts) == 1:
+            return parts[0]
+
+        def cat(name: str) -> Any:
+            return np.concatenate([getattr(p, name) for p in parts])
+
+        return cls(
+            cat("fix_ms"),
+            cat("fix_seq"),
+            cat("fix_idx"),
+            cat("lat"),
+            cat("lon"),
+            cat("accuracy"),
+            cat("flags"),
+            cat("received_ms"),
+            cat("ev_ms"),
+            cat("ev_off"),
+            np.concatenate(
+                [np.full(p.fix_ms.size, k, dtype=np.int64) for k, p in enumerate(parts)]
+            ),
+        )
+
 
 def fix_classes(fence: Fence, data: DeviceData) -> tuple[Ints, Ints]:
     """The seconds that hold a (not flagged) fix, sorted, and the class of each second's fix —
@@ -104,14 +170,15 @@ def fix_classes(fence: Fence, data: DeviceData) -> tuple[Ints, Ints]:
 
 
 def fix_winners(fence: Fence, data: DeviceData) -> tuple[Ints, Ints, Ints]:
-    """``fix_classes`` and, per second, the winning fix's (time_ms, seq, idx) as an n×3 array
-    (what the incremental computation keeps to compare later fixes with)."""
+    """``fix_classes`` and, per second, the winning fix's (time_ms, seq, idx, device rank) as
+    an n×4 array (what the incremental computation keeps to compare later fixes with)."""
     keep = data.flags == 0
-    order = np.lexsort((data.fix_idx[keep], data.fix_seq[keep], data.fix_ms[keep]))
+    dev = data.devs()[keep]
+    order = np.lexsort((dev, data.fix_idx[keep], data.fix_seq[keep], data.fix_ms[keep]))
     ms = data.fix_ms[keep][order]
     if ms.size == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros((0, 3), dtype=np.int64)
+        return empty, empty, np.zeros((0, 4), dtype=np.int64)
     sec = ms // 1000
     last = np.ones(sec.size, dtype=bool)
     last[:-1] = sec[1:] != sec[:-1]  # the last fix of each second wins
@@ -128,7 +195,9 @@ def fix_winners(fence: Fence, data: DeviceData) -> tuple[Ints, Ints, Ints]:
         FixClass.UNUSABLE,
         np.where(inside, np.where(late, FixClass.ON_BACKFILLED, FixClass.ON), FixClass.OFF),
     ).astype(np.int64)
-    keys = np.stack([ms[last], data.fix_seq[keep][pick], data.fix_idx[keep][pick]], axis=1)
+    keys = np.stack(
+        [ms[last], data.fix_seq[keep][pick], data.fix_idx[keep][pick], dev[pick]], axis=1
+    )
     return sec[last], cls, keys
 
 

@@ -10,6 +10,7 @@ holds them to identical results, second by second.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: A terminal is alive for this long after any evidence of it (a stored frame's sealing time,
@@ -137,10 +138,102 @@ def tally_of(shift_id: str, start_s: int, end_s: int, segments: list[Segment]) -
     )
 
 
+# --- phones and trust (docs/metrics.md §7) ----------------------------------------------------
+
+#: The end of a holding still running (a phone held now).
+OPEN_MS = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftDevice:
+    """One device whose data count for a shift (docs/metrics.md §7).
+
+    ``phone``: a phone terminal, whose reports carry no device signature. ``held_ms``: the
+    windows ``[from_ms, to_ms)`` in which its data count — a phone counts only while the
+    shift's volunteer held it, by its fixes' and frames' own times; None: throughout (the
+    shift's recorded terminal, §1, whatever became of it later).
+    """
+
+    device_id: str
+    phone: bool = False
+    held_ms: tuple[tuple[int, int], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device_id, str) or not self.device_id:
+            raise ValueError(f"device_id: {self.device_id!r} is not a device id")
+        if not isinstance(self.phone, bool):
+            raise ValueError(f"phone: {self.phone!r} is not true or false")
+        if self.held_ms is not None:
+            for window in self.held_ms:
+                if (
+                    len(window) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in window)
+                    or window[0] >= window[1]
+                ):
+                    raise ValueError(f"held_ms: {window!r} is not a window [from_ms, to_ms)")
+
+    def covers(self, time_ms: int) -> bool:
+        """Whether data of this time count for the shift."""
+        held = self.held_ms
+        return held is None or any(a <= time_ms < b for a, b in held)
+
+
+class Trust(enum.StrEnum):
+    """How much of a shift's on-post time rests on signed data (docs/metrics.md §7)."""
+
+    SIGNED = "signed"  # no on-post second rests on a phone alone
+    PHONE = "phone"  # every on-post second (at least one) rests on a phone alone
+    MIXED = "mixed"  # some do, some do not
+
+
+def trust_of(on_post_s: int, phone_on_post_s: int) -> Trust:
+    if phone_on_post_s <= 0:
+        return Trust.SIGNED
+    return Trust.PHONE if phone_on_post_s >= on_post_s else Trust.MIXED
+
+
+def _on_intervals(segments: Sequence[Segment]) -> list[tuple[int, int]]:
+    return [(s.start_s, s.end_s) for s in segments if s.state in ON_STATES]
+
+
+def phone_only(
+    segments: Sequence[Segment], signed: Sequence[Segment] | None
+) -> list[tuple[int, int]]:
+    """The seconds on post in ``segments`` (all the shift's devices) that are not on post in
+    ``signed`` (its signed devices alone), as sorted ``[start_s, end_s)`` intervals: what
+    rests on a phone's word only. ``signed`` None: the shift has no phone, so none."""
+    if signed is None:
+        return []
+    cover = _on_intervals(signed)
+    out: list[tuple[int, int]] = []
+    j = 0
+    for a, b in _on_intervals(segments):
+        while j < len(cover) and cover[j][1] <= a:
+            j += 1
+        t, k = a, j
+        while t < b:
+            if k < len(cover) and cover[k][0] < b:
+                if cover[k][0] > t:
+                    out.append((t, cover[k][0]))
+                t = max(t, cover[k][1])
+                k += 1
+            else:
+                out.append((t, b))
+                t = b
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class ShiftResult:
     """A shift recomputed from stored data: its tally and its timeline (segments tiling the
-    shift's window, adjacent segments in different states)."""
+    shift's window, adjacent segments in different states), from all its ``devices``.
+
+    ``devices``: the recorded terminal (``device_id``) and the phones the volunteer held
+    during the shift; ``phones``: those of them that are phones. ``signed_segments``: the
+    timeline from the signed (non-phone) devices alone — None when the shift has no phone
+    (then it is ``segments``), all offline when it has only phones. ``phone_on_post_s``: the
+    on-post seconds of ``segments`` that are not on post in ``signed_segments`` (§7).
+    """
 
     shift_id: str
     device_id: str | None
@@ -148,3 +241,63 @@ class ShiftResult:
     end_s: int
     tally: ShiftTally
     segments: tuple[Segment, ...]
+    devices: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+    phone_on_post_s: int = 0
+    signed_segments: tuple[Segment, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.devices and self.device_id is not None:
+            object.__setattr__(self, "devices", (self.device_id,))
+        if self.device_id is not None and self.device_id not in self.devices:
+            raise ValueError(f"devices: {self.devices!r} leaves out device_id {self.device_id!r}")
+        if not set(self.phones) <= set(self.devices):
+            raise ValueError(f"phones: {self.phones!r} are not all among {self.devices!r}")
+        if not 0 <= self.phone_on_post_s <= self.tally.on_post_s:
+            raise ValueError(
+                f"phone_on_post_s: {self.phone_on_post_s} is not within the "
+                f"{self.tally.on_post_s} on-post seconds"
+            )
+        if self.phones and self.signed_segments is None:
+            raise ValueError("signed_segments: required when the shift has a phone")
+
+    @property
+    def phone(self) -> bool:
+        """Whether any of the shift's devices is a phone."""
+        return bool(self.phones)
+
+    @property
+    def trust(self) -> Trust:
+        return trust_of(self.tally.on_post_s, self.phone_on_post_s)
+
+    @property
+    def phone_only_rate(self) -> float:
+        """The part of the on-duty rate that rests on a phone alone (§7)."""
+        return self.phone_on_post_s / self.tally.scheduled_s if self.tally.scheduled_s else 0.0
+
+    def phone_only(self) -> list[tuple[int, int]]:
+        """The on-post seconds that rest on a phone alone, as ``[start_s, end_s)`` intervals."""
+        return phone_only(self.segments, self.signed_segments)
+
+    @property
+    def terminal_segments(self) -> tuple[Segment, ...]:
+        """The timeline by which the recorded terminal's usage is measured (§3, §7): its own
+        when it is a signed terminal beside phones (a phone's reports do not switch a
+        terminal on), else the shift's."""
+        if self.signed_segments is not None and self.device_id not in self.phones:
+            return self.signed_segments
+        return self.segments
+
+    @property
+    def terminal_alive_s(self) -> int:
+        """Seconds the recorded terminal was alive, by its own data (``terminal_segments``)."""
+        return sum(
+            s.end_s - s.start_s for s in self.terminal_segments if s.state is not State.OFFLINE
+        )
+
+    @property
+    def usage_rate(self) -> float:
+        """The recorded terminal's usage over the shift's window (§3): without a phone, the
+        tally's; beside phones, its own evidence's (§7); without a terminal, 0."""
+        scheduled = self.tally.scheduled_s
+        return self.terminal_alive_s / scheduled if scheduled else 0.0

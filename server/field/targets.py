@@ -16,7 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..org.model import Post, PostKind, Shift, Terminal, Volunteer
+from ..org.model import Post, PostKind, Shift, Terminal, TerminalKind, Volunteer
 from .errors import BadRequest, NobodyReached, UnknownUnit
 from .model import TargetKind
 
@@ -111,9 +111,11 @@ def _unit(org: OrgView, unit_id: str, units: Collection[str] | None) -> list[Hol
     if not subtree:
         raise UnknownUnit("target", f"no unit {unit_id!r}")
     names = _Names(org)
+    # Phone apps cannot show or acknowledge a task (docs/phones.md): signed terminals only.
     return [
         Holder(t.device_id, t.unit_id, t.holder, names(t.holder))
         for t in org.terminals(units=subtree)
+        if t.kind is not TerminalKind.PHONE
     ]
 
 
@@ -138,6 +140,8 @@ def _post_kind(org: OrgView, kind: str, units: Collection[str] | None, now_ms: i
     found: list[Holder] = []
     for device, shift in sorted(running.items()):
         terminal = org.terminal(device)
+        if terminal is not None and terminal.kind is TerminalKind.PHONE:
+            continue  # cannot take a task (above)
         unit = terminal.unit_id if terminal is not None else None
         found.append(Holder(device, unit, shift.volunteer_id, names(shift.volunteer_id)))
     return found

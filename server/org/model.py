@@ -113,7 +113,9 @@ class TerminalKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Terminal:
-    """A terminal issued to a unit; ``holder`` is the volunteer who carries it now."""
+    """A terminal issued to a unit; ``holder`` is the volunteer who carries it now. A
+    volunteer holds at most one ``PHONE`` (a phone app's reports: no device signature) and
+    one terminal of another kind at a time."""
 
     device_id: str
     unit_id: str
@@ -182,9 +184,11 @@ class ShiftRole(enum.StrEnum):
 class Shift:
     """One volunteer on one post from ``start_ms`` to ``end_ms`` (end excluded).
 
-    ``device_id`` is the terminal the volunteer held when the shift was made (None: no
-    terminal, so every second of it counts offline). Fixed at creation, so a terminal changing
-    hands later does not rewrite the past.
+    ``device_id`` is the terminal the volunteer held when the shift was made — the non-phone
+    one if they held a phone too — (None: no terminal). Fixed at creation, so a terminal
+    changing hands later does not rewrite the past. Phones the volunteer holds during the
+    shift count beside it, while held (docs/metrics.md, "Phones and trust"); with neither,
+    every second counts offline.
     """
 
     shift_id: str

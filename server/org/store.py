@@ -62,7 +62,7 @@ def _v1(conn: sqlite3.Connection) -> None:
         foreign_keys=[("unit_id", "units", "unit_id"), ("holder", "volunteers", "volunteer_id")],
     )
     db.table("terminals").create_index(["unit_id"])
-    # One terminal per person (NULLs are distinct in a SQLite unique index).
+    # One terminal per person (NULLs are distinct in a SQLite unique index); _v2 relaxes it.
     db.table("terminals").create_index(["holder"], unique=True)
     # No foreign key to volunteers: a closed holding is history and outlives the volunteer.
     db.table("holdings").create(
@@ -124,7 +124,16 @@ def _v1(conn: sqlite3.Connection) -> None:
     db.table("rosters").create_index(["post_id"])
 
 
-MIGRATIONS = [_v1]
+def _v2(conn: sqlite3.Connection) -> None:
+    # Issue #10: a volunteer may hold one phone beside one other terminal (docs/metrics.md,
+    # "Phones and trust"). The index keeps one of each class per holder, as put_terminal does.
+    conn.execute("DROP INDEX IF EXISTS idx_terminals_holder")
+    conn.execute(
+        "CREATE UNIQUE INDEX idx_terminals_holder_class ON terminals(holder, kind = 'phone')"
+    )
+
+
+MIGRATIONS = [_v1, _v2]
 
 
 class OrgStore:
@@ -223,7 +232,8 @@ class OrgStore:
 
     def put_terminal(self, terminal: Terminal, *, at_ms: int) -> bool:
         """Insert or update. When the holder changes, the holding so far ends at ``at_ms`` and
-        the new holder's begins; a volunteer holds at most one terminal."""
+        the new holder's begins; a volunteer holds at most one phone and one other terminal
+        (``OrgConflict`` on ``holder`` naming the one already held)."""
         return self._write(
             f"put terminal {terminal.device_id}", lambda t: t.put_terminal(terminal, at_ms=at_ms)
         )
@@ -243,8 +253,30 @@ class OrgStore:
         return self._read(lambda t: t.holdings(device_id))
 
     def terminal_of(self, volunteer_id: str) -> str | None:
-        """The terminal the volunteer holds now."""
+        """The terminal the volunteer holds now: the non-phone one if any, else the phone."""
         return self._read(lambda t: t.terminal_of(volunteer_id))
+
+    def held_by(self, volunteer_id: str) -> list[Terminal]:
+        """The terminals the volunteer holds now (at most a phone and one other, that first)."""
+        return self._read(lambda t: t.held_by(volunteer_id))
+
+    def phones_held(self, volunteer_id: str, since_ms: int, until_ms: int) -> list[str]:
+        """Device ids of the PHONE-kind terminals the volunteer held at any moment in
+        ``[since_ms, until_ms)``, from the holdings (hand-overs), in the order first held."""
+        held = self.phone_holdings([volunteer_id], since_ms, until_ms)
+        return list(dict.fromkeys(device for device, _, _, _ in held))
+
+    def phone_holdings(
+        self, volunteer_ids: Collection[str], since_ms: int, until_ms: int
+    ) -> list[tuple[str, str, int, int | None]]:
+        """``(device_id, volunteer_id, from_ms, to_ms)`` of the holdings of phones by any of
+        ``volunteer_ids`` overlapping ``[since_ms, until_ms)``, in one query (the duty engine's
+        refresh asks for every shift near now at once); ``to_ms`` None: held now."""
+        return self._read(lambda t: t.phone_holdings(volunteer_ids, since_ms, until_ms))
+
+    def phones(self, device_ids: Collection[str]) -> set[str]:
+        """Which of ``device_ids`` are PHONE-kind terminals, in one query."""
+        return self._read(lambda t: t.phones(device_ids))
 
     # --- posts ---------------------------------------------------------------------------------
 

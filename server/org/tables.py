@@ -279,7 +279,7 @@ class TreeTables:
     def delete_volunteer(self, volunteer_id: str) -> bool:
         if self.volunteer(volunteer_id) is None:
             return False
-        held = self.terminal_of(volunteer_id)
+        held = [t.device_id for t in self.held_by(volunteer_id)]
         shifts = self._count("SELECT count(*) FROM shifts WHERE volunteer_id=?", (volunteer_id,))
         rosters = [
             str(r[0])
@@ -291,7 +291,9 @@ class TreeTables:
         ]
         reasons = []
         if held:
-            reasons.append(f"holds terminal {held!r}")
+            reasons.append(
+                f"holds terminal{'s' if len(held) > 1 else ''} {', '.join(map(repr, held))}"
+            )
         if shifts:
             reasons.append(f"has {shifts} shifts")
         if rosters:
@@ -317,9 +319,47 @@ class TreeTables:
             )
         return [_terminal(r) for r in rows]
 
+    def held_by(self, volunteer_id: str) -> list[Terminal]:
+        """The terminals the volunteer holds now: at most one phone and one other terminal,
+        the other first."""
+        rows = self._all(
+            f"SELECT {_TERMINAL} FROM terminals WHERE holder=? ORDER BY kind=?, device_id",
+            (volunteer_id, TerminalKind.PHONE.value),
+        )
+        return [_terminal(r) for r in rows]
+
     def terminal_of(self, volunteer_id: str) -> str | None:
-        row = self._one("SELECT device_id FROM terminals WHERE holder=?", (volunteer_id,))
-        return str(row[0]) if row else None
+        """The terminal a new shift records (``Shift.device_id``): the volunteer's signed
+        terminal if they hold one, else their phone (docs/metrics.md, "Phones and trust")."""
+        held = self.held_by(volunteer_id)
+        return held[0].device_id if held else None
+
+    def phone_holdings(
+        self, volunteer_ids: Collection[str], since_ms: int, until_ms: int
+    ) -> list[tuple[str, str, int, int | None]]:
+        """``(device_id, volunteer_id, from_ms, to_ms)`` of every holding of a PHONE-kind
+        terminal by one of ``volunteer_ids`` that overlaps ``[since_ms, until_ms)``, by
+        volunteer then time; ``to_ms`` None: held now. One query however many volunteers (the
+        duty engine asks for every shift near now at once)."""
+        rows = self._all(
+            "SELECT h.device_id, h.volunteer_id, h.from_ms, h.to_ms FROM holdings h "
+            "JOIN terminals t ON t.device_id = h.device_id "
+            f"WHERE h.volunteer_id {IN_UNITS} AND t.kind=? "
+            "AND h.from_ms<? AND (h.to_ms IS NULL OR h.to_ms>?) "
+            "ORDER BY h.volunteer_id, h.from_ms, h.id",
+            (units_param(volunteer_ids), TerminalKind.PHONE.value, until_ms, since_ms),
+        )
+        return [
+            (str(r[0]), str(r[1]), int(r[2]), None if r[3] is None else int(r[3])) for r in rows
+        ]
+
+    def phones(self, device_ids: Collection[str]) -> set[str]:
+        """Which of ``device_ids`` are PHONE-kind terminals (one query for many)."""
+        rows = self._all(
+            f"SELECT device_id FROM terminals WHERE device_id {IN_UNITS} AND kind=?",
+            (units_param(device_ids), TerminalKind.PHONE.value),
+        )
+        return {str(r[0]) for r in rows}
 
     def holdings(self, device_id: str) -> list[tuple[str, int, int | None]]:
         rows = self._all(
@@ -335,10 +375,20 @@ class TreeTables:
         self._require_unit("unit_id", terminal.unit_id)
         if terminal.holder is not None:
             self._require_volunteer("holder", terminal.holder)
-            other = self.terminal_of(terminal.holder)
-            if other not in (None, terminal.device_id):
-                # One terminal per person: a shift records "the" terminal of its volunteer.
-                raise OrgConflict("holder", f"{terminal.holder!r} already holds terminal {other!r}")
+            # At most one phone and one other terminal per person: a shift records "the"
+            # terminal of its volunteer, and counts the phone beside it (docs/metrics.md,
+            # "Phones and trust"). Two of a class would leave either choice arbitrary.
+            phone = terminal.kind is TerminalKind.PHONE
+            for other in self.held_by(terminal.holder):
+                if other.device_id != terminal.device_id and (
+                    (other.kind is TerminalKind.PHONE) == phone
+                ):
+                    what = "phone" if phone else "terminal"
+                    raise OrgConflict(
+                        "holder",
+                        f"{terminal.holder!r} already holds {what} {other.device_id!r} "
+                        "(a volunteer holds at most one phone and one other terminal)",
+                    )
         old = self.terminal(terminal.device_id)
         current = self._one(
             "SELECT id, from_ms FROM holdings WHERE device_id=? AND to_ms IS NULL",

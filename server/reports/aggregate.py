@@ -18,7 +18,14 @@ Terminal usage is per terminal over the *union* of its shifts' windows: a termin
 overlapping shifts is scheduled once for the overlap. Whether the terminal was alive is a
 property of the terminal (``docs/metrics.md``: evidence within ``ALIVE_GAP_S``), so the
 non-offline segments of its shifts' timelines give its alive seconds exactly, for any set of
-shifts, without reading the fixes again.
+shifts, without reading the fixes again. A shift with phones beside its terminal carries the
+terminal's own timeline for this (``ShiftResult.terminal_segments``): a phone's reports do not
+switch a terminal on.
+
+Phones (``docs/metrics.md`` §7): the on-post seconds that rest on a phone's word alone count
+toward every on-duty rate, and every row says how many they were (``phone_on_post_s``, summed
+like the others) and what part of the rate they make (``phone_only_rate``, their share of the
+scheduled seconds), so an inspector sees them.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ class UnitRow:
     no_fix_s: int
     offline_s: int
     on_duty_rate: float | None  # on_post_s / scheduled_s
+    phone_on_post_s: int  # of on_post_s, the seconds resting on a phone alone (metrics.md §7)
+    phone_only_rate: float | None  # phone_on_post_s / scheduled_s: that part of on_duty_rate
     terminals: int  # distinct terminals with a shift in the subtree
     terminal_scheduled_s: int  # per terminal, the union of its shifts' windows
     terminal_alive_s: int  # the seconds of that union in which it was alive
@@ -80,8 +89,10 @@ class VolunteerRow:
     no_fix_s: int
     offline_s: int
     on_duty_rate: float | None
-    #: Alive / scheduled over the volunteer's shifts; a shift without a terminal counts as
-    #: scheduled and never alive (the volunteer could not be seen).
+    phone_on_post_s: int
+    phone_only_rate: float | None
+    #: Alive / scheduled over the volunteer's shifts, each by its recorded terminal's own
+    #: data (metrics.md §7); a shift without a terminal counts as scheduled and never alive.
     usage_rate: float | None
     late_s: int  # summed over shifts: start to the first on-post second
     early_leave_s: int  # summed over shifts: the last on-post second to the end
@@ -100,6 +111,8 @@ class ShiftRow:
     post_name: str
     unit_id: str  # the post's unit
     device_id: str | None
+    devices: tuple[str, ...]  # the recorded terminal and the phones held (metrics.md §7)
+    trust: str  # signed, phone or mixed (metrics.md §7)
     role: str
     start_ms: int
     end_ms: int
@@ -110,6 +123,8 @@ class ShiftRow:
     no_fix_s: int
     offline_s: int
     on_duty_rate: float | None
+    phone_on_post_s: int
+    phone_only_rate: float | None
     usage_rate: float | None
     late_s: int
     early_leave_s: int
@@ -136,11 +151,15 @@ class _Seconds:
     off_post_s: int = 0
     no_fix_s: int = 0
     offline_s: int = 0
+    phone_on_post_s: int = 0
+    terminal_alive_s: int = 0  # the recorded terminals' own alive seconds (metrics.md §7)
 
     def add(self, result: ShiftResult) -> None:
         t = result.tally
         self.scheduled_s += t.scheduled_s
         self.on_post_s += t.on_post_s
+        self.phone_on_post_s += result.phone_on_post_s
+        self.terminal_alive_s += result.terminal_alive_s
         self.on_post_backfilled_s += t.on_post_backfilled_s
         self.off_post_s += t.off_post_s
         self.no_fix_s += t.no_fix_s
@@ -186,8 +205,9 @@ def union_length(intervals: Iterable[Interval]) -> int:
 
 
 def alive_intervals(result: ShiftResult) -> list[Interval]:
-    """The shift's seconds in which its terminal was alive (any state but offline)."""
-    return [(s.start_s, s.end_s) for s in result.segments if s.state is not State.OFFLINE]
+    """The shift's seconds in which its recorded terminal was alive (any state but offline),
+    by its own data: phones beside it do not count for it (metrics.md §7)."""
+    return [(s.start_s, s.end_s) for s in result.terminal_segments if s.state is not State.OFFLINE]
 
 
 def _kind(flag: FlagLike) -> str:
@@ -336,6 +356,8 @@ def _unit_row(unit: Unit, s: _UnitSums) -> UnitRow:
         no_fix_s=sec.no_fix_s,
         offline_s=sec.offline_s,
         on_duty_rate=ratio(sec.on_post_s, sec.scheduled_s),
+        phone_on_post_s=sec.phone_on_post_s,
+        phone_only_rate=ratio(sec.phone_on_post_s, sec.scheduled_s),
         terminals=len(s.windows),
         terminal_scheduled_s=t_sched,
         terminal_alive_s=t_alive,
@@ -363,7 +385,9 @@ def _volunteer_row(
         no_fix_s=sec.no_fix_s,
         offline_s=sec.offline_s,
         on_duty_rate=ratio(sec.on_post_s, sec.scheduled_s),
-        usage_rate=ratio(sec.scheduled_s - sec.offline_s, sec.scheduled_s),
+        phone_on_post_s=sec.phone_on_post_s,
+        phone_only_rate=ratio(sec.phone_on_post_s, sec.scheduled_s),
+        usage_rate=ratio(sec.terminal_alive_s, sec.scheduled_s),
         late_s=s.late_s,
         early_leave_s=s.early_leave_s,
         spot_checks_sent=s.sent,
@@ -390,6 +414,8 @@ def _shift_row(
         post_name=post.name if post is not None else shift.post_id,
         unit_id=unit_id,
         device_id=result.device_id if result.device_id is not None else shift.device_id,
+        devices=result.devices,
+        trust=str(result.trust),
         role=str(shift.role),
         start_ms=shift.start_ms,
         end_ms=shift.end_ms,
@@ -400,7 +426,9 @@ def _shift_row(
         no_fix_s=t.no_fix_s,
         offline_s=t.offline_s,
         on_duty_rate=ratio(t.on_post_s, t.scheduled_s),
-        usage_rate=ratio(t.alive_s, t.scheduled_s),
+        phone_on_post_s=result.phone_on_post_s,
+        phone_only_rate=ratio(result.phone_on_post_s, t.scheduled_s),
+        usage_rate=ratio(result.terminal_alive_s, t.scheduled_s),
         late_s=t.late_s(result.start_s),
         early_leave_s=t.early_leave_s(result.end_s),
         flags=_flags(flags),

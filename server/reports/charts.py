@@ -51,6 +51,10 @@ LATIN = "DejaVu Sans"  # ships with matplotlib
 LABELS: dict[str, dict[str, str]] = {
     "zh": {
         "on_duty_rate": "在岗率",
+        "on_duty_signed": "在岗率（签名终端）",
+        "on_duty_phone": "在岗率（仅手机）",
+        "phone_only": "仅凭手机在岗",
+        "phone_only_rate": "其中仅手机",
         "usage_rate": "终端使用率",
         "spot_check_answer_rate": "抽查应答率",
         "on_post": "在岗",
@@ -66,6 +70,10 @@ LABELS: dict[str, dict[str, str]] = {
     },
     "en": {
         "on_duty_rate": "On-duty rate",
+        "on_duty_signed": "On-duty rate (signed terminal)",
+        "on_duty_phone": "On-duty rate (phone only)",
+        "phone_only": "On post on a phone alone",
+        "phone_only_rate": "of it phone only",
         "usage_rate": "Terminal usage rate",
         "spot_check_answer_rate": "Spot-check answer rate",
         "on_post": "On post",
@@ -95,6 +103,9 @@ RATE_STYLE = (
     ("usage_rate", "#1565c0"),
     ("spot_check_answer_rate", "#f9a825"),
 )
+#: The part of an on-duty rate resting on a phone alone (docs/metrics.md §7): pale and hatched
+#: in the on-duty green, so it reads as part of that rate but cannot be taken for the rest.
+PHONE_FACE, PHONE_HATCH = "#c8e6c9", "///"
 
 
 # --- fonts ------------------------------------------------------------------------------------
@@ -208,7 +219,8 @@ def rates_chart(
     rows: Sequence[UnitRow], fmt: str = "svg", lang: str = "zh", *, title: str = ""
 ) -> bytes:
     """Bars per unit: on-duty rate, terminal usage rate, spot-check answer rate (a rate with
-    nothing to measure has no bar)."""
+    nothing to measure has no bar). The on-duty bar is split: its signed-terminal part below,
+    the part resting on a phone alone stacked above it (docs/metrics.md §7)."""
     style = _style(lang)
     n = len(rows)
     fig = Figure(figsize=(min(30.0, max(6.0, 1.1 * n + 2.5)), 4.8), layout="constrained")
@@ -220,10 +232,27 @@ def rates_chart(
     ax.grid(axis="y", alpha=0.3)
     width = 0.26
     for i, (key, colour) in enumerate(RATE_STYLE):
-        xs = [j + (i - 1) * width for j, r in enumerate(rows) if getattr(r, key) is not None]
-        hs = [getattr(r, key) for r in rows if getattr(r, key) is not None]
+        measured = [(j, r) for j, r in enumerate(rows) if getattr(r, key) is not None]
+        xs = [j + (i - 1) * width for j, _ in measured]
+        hs = [getattr(r, key) for _, r in measured]
         # An empty bar set still gives the legend its entry.
-        bars = ax.bar(xs, hs, width=width, color=colour, label=style.label(key))
+        if key == "on_duty_rate":
+            phone = [min(getattr(r, key), r.phone_only_rate or 0.0) for _, r in measured]
+            signed = [h - p for h, p in zip(hs, phone, strict=True)]
+            ax.bar(xs, signed, width=width, color=colour, label=style.label("on_duty_signed"))
+            bars = ax.bar(
+                xs,
+                phone,
+                width=width,
+                bottom=signed,
+                facecolor=PHONE_FACE,
+                edgecolor=colour,
+                hatch=PHONE_HATCH,
+                linewidth=0,
+                label=style.label("on_duty_phone"),
+            )
+        else:
+            bars = ax.bar(xs, hs, width=width, color=colour, label=style.label(key))
         if n <= 15:  # past that the figures overlap; the axis still reads
             ax.bar_label(bars, labels=[f"{h:.0%}" for h in hs], fontsize="x-small", padding=1)
     ax.set_xticks(
@@ -237,7 +266,7 @@ def rates_chart(
         ax.set_xlim(-1, 1)
         ax.text(0, 0.5, style.label("no_data"), ha="center", fontproperties=font)
     # Below the plot, not on it: a bar at 100 % would hide under a legend inside the axes.
-    fig.legend(prop=style.small(), loc="outside lower center", ncol=len(RATE_STYLE))
+    fig.legend(prop=style.small(), loc="outside lower center", ncol=len(RATE_STYLE) + 1)
     return _render(fig, fmt)
 
 
@@ -264,7 +293,9 @@ def hour_ticks(start_s: int, end_s: int, tz: str) -> list[tuple[int, str]]:
 
 
 def timeline_chart(detail: ShiftDetail, fmt: str = "svg", lang: str = "zh") -> bytes:
-    """The shift as one band coloured by state over its hours, with the roll calls above."""
+    """The shift as one band coloured by state over its hours, with the roll calls above and,
+    for a shift with a phone, the on-post seconds resting on the phone alone marked in a thin
+    hatched band below (docs/metrics.md §7)."""
     style = _style(lang)
     font = style.font
     r = detail.result
@@ -276,6 +307,17 @@ def timeline_chart(detail: ShiftDetail, fmt: str = "svg", lang: str = "zh") -> b
         if spans:
             ax.broken_barh(spans, (0, 1), facecolors=colour)
         handles.append(Patch(facecolor=colour, label=style.label(key)))
+    if r.phone:
+        spans = [(a, b - a) for a, b in r.phone_only()]
+        phone_style: dict[str, Any] = {
+            "facecolor": PHONE_FACE,
+            "edgecolor": STATE_STYLE[0][2],
+            "hatch": PHONE_HATCH,
+            "linewidth": 0,
+        }
+        if spans:
+            ax.broken_barh(spans, (-0.3, 0.22), **phone_style)
+        handles.append(Patch(label=style.label("phone_only"), **phone_style))
     # Roll calls as markers above the band: filled if answered by the deadline, hollow if not.
     for answered, key in ((True, "roll_call_answered"), (False, "roll_call_missed")):
         xs = [
@@ -295,7 +337,7 @@ def timeline_chart(detail: ShiftDetail, fmt: str = "svg", lang: str = "zh") -> b
         ax.plot(xs, [1.15] * len(xs), linestyle="none", **style_kw)
         handles.append(Line2D([], [], linestyle="none", label=style.label(key), **style_kw))
     ax.set_xlim(r.start_s, r.end_s)
-    ax.set_ylim(0, 1.35)
+    ax.set_ylim(-0.35 if r.phone else 0, 1.35)
     ax.set_yticks([])
     ticks = hour_ticks(r.start_s, r.end_s, detail.tz)
     ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks], fontproperties=font)
@@ -307,9 +349,11 @@ def timeline_chart(detail: ShiftDetail, fmt: str = "svg", lang: str = "zh") -> b
     where = shift.post_id if detail.post is None else _name(detail.post.name, shift.post_id)
     day = dt.datetime.fromtimestamp(r.start_s, ZoneInfo(detail.tz)).strftime("%Y-%m-%d")
     t = r.tally
+    # The rate and, beside it, how much of it rests on a phone alone (metrics.md §7).
+    phone = f" ({style.label('phone_only_rate')} {r.phone_only_rate:.1%})" if r.phone else ""
     ax.set_title(
-        f"{who} · {where} · {day}   {style.label('on_duty_rate')} {t.on_duty_rate:.1%}"
-        f" · {style.label('usage_rate')} {t.usage_rate:.1%}",
+        f"{who} · {where} · {day}   {style.label('on_duty_rate')} {t.on_duty_rate:.1%}{phone}"
+        f" · {style.label('usage_rate')} {r.usage_rate:.1%}",
         fontproperties=font,
         fontsize="medium",
     )

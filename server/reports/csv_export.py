@@ -14,14 +14,18 @@ Columns (also in ``docs/reports.md``):
 units.csv
     row (``total`` for the report's unit, then ``child`` for each child unit), unit_id, name,
     level, shifts, volunteers, scheduled_s, on_post_s, on_post_backfilled_s, off_post_s,
-    no_fix_s, offline_s, on_duty_rate, terminals, terminal_scheduled_s, terminal_alive_s,
-    usage_rate, spot_checks_sent, spot_checks_answered, spot_check_answer_rate, flags_total,
-    flags (``kind=count`` joined by ``;``, kinds in order)
+    no_fix_s, offline_s, on_duty_rate, phone_on_post_s, phone_only_rate, terminals,
+    terminal_scheduled_s, terminal_alive_s, usage_rate, spot_checks_sent, spot_checks_answered,
+    spot_check_answer_rate, flags_total, flags (``kind=count`` joined by ``;``, kinds in order)
 volunteers.csv
     volunteer_id, name, unit_id, shifts (how many), scheduled_s, on_post_s, on_post_backfilled_s,
-    off_post_s, no_fix_s, offline_s, on_duty_rate, usage_rate, late_s, early_leave_s,
-    spot_checks_sent, spot_checks_answered, spot_check_answer_rate, flags_total, flags,
-    shift_ids (space-separated, by start)
+    off_post_s, no_fix_s, offline_s, on_duty_rate, phone_on_post_s, phone_only_rate, usage_rate,
+    late_s, early_leave_s, spot_checks_sent, spot_checks_answered, spot_check_answer_rate,
+    flags_total, flags, shift_ids (space-separated, by start)
+
+``phone_on_post_s`` are the on-post seconds (within ``on_post_s``) that rest on a phone's word
+alone, ``phone_only_rate`` the part of ``on_duty_rate`` they make (``docs/metrics.md`` §7):
+next to the rate, so a spreadsheet shows both.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ UNIT_COLUMNS = (
     "no_fix_s",
     "offline_s",
     "on_duty_rate",
+    "phone_on_post_s",
+    "phone_only_rate",
     "terminals",
     "terminal_scheduled_s",
     "terminal_alive_s",
@@ -71,6 +77,8 @@ VOLUNTEER_COLUMNS = (
     "no_fix_s",
     "offline_s",
     "on_duty_rate",
+    "phone_on_post_s",
+    "phone_only_rate",
     "usage_rate",
     "late_s",
     "early_leave_s",
@@ -121,6 +129,8 @@ def _unit_cells(kind: str, r: UnitRow) -> list[object]:
         r.no_fix_s,
         r.offline_s,
         rate(r.on_duty_rate),
+        r.phone_on_post_s,
+        rate(r.phone_only_rate),
         r.terminals,
         r.terminal_scheduled_s,
         r.terminal_alive_s,
@@ -157,6 +167,8 @@ def volunteers_csv(rows: Sequence[VolunteerRow]) -> str:
                 r.no_fix_s,
                 r.offline_s,
                 rate(r.on_duty_rate),
+                r.phone_on_post_s,
+                rate(r.phone_only_rate),
                 rate(r.usage_rate),
                 r.late_s,
                 r.early_leave_s,

@@ -3,7 +3,9 @@
 One module for both, so the command line and the web can never disagree on a field's name.
 Seconds are integers, times epoch milliseconds (``*_ms``) or seconds (``*_s`` in timelines,
 as the duty engine counts), rates floats in [0, 1] or null when there was nothing to measure.
-``docs/reports.md`` lists every field.
+``docs/reports.md`` lists every field. Every on-duty rate comes with the part of it that rests on
+a phone's word alone (``phone_on_post_s``, ``phone_only_rate``; ``docs/metrics.md`` §7), and a
+shift with its devices and its ``trust``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 from collections.abc import Collection
 from typing import Any
 
-from ..duty.rules import Segment, ShiftTally, State
+from ..duty.rules import Segment, ShiftResult, ShiftTally, State
 from ..org.model import Post, Shift, Unit, Volunteer
 from .aggregate import ShiftRow, UnitRow, VolunteerRow
 from .contracts import FlagLike
@@ -58,7 +60,9 @@ def volunteer_row_json(row: VolunteerRow) -> dict[str, Any]:
 
 
 def shift_row_json(row: ShiftRow) -> dict[str, Any]:
-    return dataclasses.asdict(row)
+    out = dataclasses.asdict(row)
+    out["devices"] = list(row.devices)
+    return out
 
 
 def flag_json(flag: FlagLike) -> dict[str, Any]:
@@ -129,7 +133,15 @@ def volunteer_json(volunteer: Volunteer | None) -> dict[str, Any] | None:
     }
 
 
-def tally_json(tally: ShiftTally, start_s: int, end_s: int) -> dict[str, Any]:
+def tally_json(
+    tally: ShiftTally,
+    start_s: int,
+    end_s: int,
+    phone_on_post_s: int = 0,
+    usage_rate: float | None = None,
+) -> dict[str, Any]:
+    """``usage_rate``: the recorded terminal's (``ShiftResult.usage_rate``, metrics.md §7);
+    None: the tally's, the same for a shift without phones."""
     return {
         "scheduled_s": tally.scheduled_s,
         "on_post_s": tally.on_post_s,
@@ -141,7 +153,9 @@ def tally_json(tally: ShiftTally, start_s: int, end_s: int) -> dict[str, Any]:
         "first_on_s": tally.first_on_s,
         "last_on_s": tally.last_on_s,
         "on_duty_rate": tally.on_duty_rate,
-        "usage_rate": tally.usage_rate,
+        "phone_on_post_s": phone_on_post_s,
+        "phone_only_rate": phone_on_post_s / tally.scheduled_s if tally.scheduled_s else None,
+        "usage_rate": tally.usage_rate if usage_rate is None else usage_rate,
         "late_s": tally.late_s(start_s),
         "early_leave_s": tally.early_leave_s(end_s),
     }
@@ -149,6 +163,17 @@ def tally_json(tally: ShiftTally, start_s: int, end_s: int) -> dict[str, Any]:
 
 def segment_json(segment: Segment) -> dict[str, Any]:
     return {"start_s": segment.start_s, "end_s": segment.end_s, "state": STATE_NAMES[segment.state]}
+
+
+def trust_json(result: ShiftResult) -> dict[str, Any]:
+    """A shift's devices and how far its on-post time rests on a phone alone (metrics.md §7):
+    ``phone_only`` are those seconds, as ``[start_s, end_s)`` spans."""
+    return {
+        "devices": list(result.devices),
+        "phones": list(result.phones),
+        "trust": str(result.trust),
+        "phone_only": [{"start_s": a, "end_s": b} for a, b in result.phone_only()],
+    }
 
 
 def roll_call_json(call: RollCallRecord) -> dict[str, Any]:
@@ -167,7 +192,8 @@ def shift_detail_json(detail: ShiftDetail) -> dict[str, Any]:
         "post": post_json(detail.post),
         "volunteer": volunteer_json(detail.volunteer),
         "tz": detail.tz,
-        "tally": tally_json(r.tally, r.start_s, r.end_s),
+        **trust_json(r),
+        "tally": tally_json(r.tally, r.start_s, r.end_s, r.phone_on_post_s, r.usage_rate),
         "segments": [segment_json(s) for s in r.segments],
         "flags": [flag_json(f) for f in detail.flags],
         "roll_calls": [roll_call_json(c) for c in detail.roll_calls],

@@ -63,6 +63,7 @@ ADMIN_ONLY = frozenset({Role.ADMIN})
 _ROLES_ATTR = "__yijing_roles__"
 _AUDIT_ATTR = "__yijing_audit__"
 _CSRF_EXEMPT_ATTR = "__yijing_csrf_exempt__"
+_DEVICE_ATTR = "__yijing_device_door__"
 COOKIE = "yj_token"
 SESSION_COOKIE = "yj_session"
 CSRF_COOKIE = "yj_csrf"
@@ -107,8 +108,13 @@ class Routes:
         roles: frozenset[Role],
         audit: str | None = None,
         csrf: bool = True,
+        device_door: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """``audit``: the action written to the audit trail (``server.audit``) each time the
+        """``device_door=True`` (with ``roles=PUBLIC``): a door for phone apps, which
+        authenticate themselves in the handler against the phone registry; people's
+        credentials are not looked at, so a phone's ``Authorization: Basic`` header is neither
+        taken for a person's sign-in nor counted as a failed one.
+        ``audit``: the action written to the audit trail (``server.audit``) each time the
         route is used — people's looks at a terminal, dispatches, checks, exports, changes.
         ``csrf=False``: a browser session need not send ``X-CSRF-Token`` (only signing in,
         which does not act with the session it replaces)."""
@@ -119,6 +125,10 @@ class Routes:
                 setattr(handler, _CSRF_EXEMPT_ATTR, True)
             if audit is not None:
                 setattr(handler, _AUDIT_ATTR, audit)
+            if device_door:
+                if roles is not PUBLIC:
+                    raise ValueError(f"{path}: a device door declares roles=PUBLIC")
+                setattr(handler, _DEVICE_ATTR, True)
             self.table.route(method, path)(handler)
             return handler
 
@@ -318,6 +328,10 @@ def access_middleware(auth: Authenticator, record: Recorder | None = None) -> An
             if request.match_info.http_exception is not None:
                 raise request.match_info.http_exception
             return error(500, "route declares no roles")  # check_declared makes this unreachable
+        if getattr(route_handler, _DEVICE_ATTR, False):
+            request[PRINCIPAL] = None
+            request[SESSION] = None
+            return await handler(request)
         # Guessing credentials is slowed per address (``throttle``); a request that presents
         # none is not a guess. A session id is not counted: 256 random bits are not guessed,
         # and a page whose session ended sends a dozen requests at once, which must not lock

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ..duty.rules import ShiftResult
 from ..duty.service import DutyService
+from ..reports.shapes import trust_json
 from .access import WATCH, Routes, error
 from .keys import CLOCK, DUTY
 from .scope import in_scope, narrow, org_store
@@ -39,6 +40,8 @@ def result_json(result: ShiftResult) -> dict[str, Any]:
     return {
         "shift_id": result.shift_id,
         "device_id": result.device_id,
+        # docs/metrics.md §7: every device counted, and what rests on a phone alone.
+        **trust_json(result),
         "start_s": result.start_s,
         "end_s": result.end_s,
         "tally": {
@@ -49,7 +52,9 @@ def result_json(result: ShiftResult) -> dict[str, Any]:
             "no_fix_s": t.no_fix_s,
             "offline_s": t.offline_s,
             "on_duty_rate": t.on_duty_rate,
-            "usage_rate": t.usage_rate,
+            "phone_on_post_s": result.phone_on_post_s,
+            "phone_only_rate": result.phone_only_rate,
+            "usage_rate": result.usage_rate,  # the recorded terminal's own (metrics.md §7)
             "late_s": t.late_s(result.start_s),
             "early_leave_s": t.early_leave_s(result.end_s),
         },
@@ -63,7 +68,9 @@ def result_json(result: ShiftResult) -> dict[str, Any]:
 @routes.add("GET", "/api/v1/duty/now", roles=WATCH)
 async def duty_now(request: web.Request) -> web.StreamResponse:
     """Every shift running now in the caller's scope (or under ``?unit=``): its state this
-    second and its on-duty rate so far."""
+    second and its on-duty rate so far, its devices, whether one is a phone (``phone``) and
+    whether it is on post now on a phone's word alone (``on_phone``; docs/metrics.md §7).
+    ``on_phone`` at the top counts those shifts among the ``on_post`` ones."""
     org = org_store(request)
     unit = request.query.get("unit")
     wanted = None
@@ -77,7 +84,10 @@ async def duty_now(request: web.Request) -> web.StreamResponse:
         post_units = {p.post_id: p.unit_id for p in await asyncio.to_thread(org.posts, units=units)}
         shifts = [s for s in shifts if s["post_id"] in post_units]
     on = sum(1 for s in shifts if s["state"].startswith("on_post"))
-    return web.json_response({"server_time_ms": _now_ms(request), "on_post": on, "shifts": shifts})
+    on_phone = sum(1 for s in shifts if s.get("on_phone"))
+    return web.json_response(
+        {"server_time_ms": _now_ms(request), "on_post": on, "on_phone": on_phone, "shifts": shifts}
+    )
 
 
 @routes.add("GET", "/api/v1/duty/shifts/{shift_id}", roles=WATCH)

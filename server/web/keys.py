@@ -27,3 +27,4 @@ FIELD = web.AppKey("field", object)  # server.field.service.FieldReports
 SITE = web.AppKey("site", object)  # server.web.config_routes.SiteConfig
 AUDIT = web.AppKey("audit", object)  # server.audit.AuditLog
 DEVICES = web.AppKey("devices", object)  # server.devices.DeviceRegistry
+PHONES = web.AppKey("phones", object)  # server.phones.service.Phones

@@ -8,18 +8,16 @@ messages) and the CRL (a new connection with a revoked certificate fails the han
 from __future__ import annotations
 
 import os
-import ssl
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from provisioning.broker_config import acl_text, mosquitto_tls_conf
 from provisioning.pki import StationCA, pem_cert, pem_key
+from tests.e2e.mqtt_probe import Probe, probe_tls
 from yijing.broker import LocalBroker, free_port, start_mosquitto_with
 
 pytestmark = pytest.mark.e2e
@@ -78,74 +76,22 @@ def station(tmp_path: Path, mosquitto_path: str) -> Iterator[Station]:
     broker.stop()
 
 
-@dataclass
-class Client:
-    paho: paho.Client
-    connack: object = None
-    subacks: list[list[int]] = field(default_factory=list)
-    pubacks: dict[int, int] = field(default_factory=dict)
-    messages: list[tuple[str, bytes]] = field(default_factory=list)
-    failure: str | None = None
-
-    def pump(self, seconds: float = 0.5) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            rc = self.paho.loop(0.05)
-            if rc != paho.MQTT_ERR_SUCCESS:
-                self.failure = self.failure or paho.error_string(rc)
-                return
-
-    def publish(self, topic: str, payload: bytes = b"x") -> int:
-        info = self.paho.publish(topic, payload, qos=1)
-        end = time.monotonic() + 5
-        while info.mid not in self.pubacks and time.monotonic() < end:
-            self.pump(0.1)
-        return self.pubacks[info.mid]
-
-    def subscribe(self, topic_filter: str) -> int:
-        before = len(self.subacks)
-        self.paho.subscribe(topic_filter, qos=1)
-        end = time.monotonic() + 5
-        while len(self.subacks) == before and time.monotonic() < end:
-            self.pump(0.1)
-        return self.subacks[-1][0]
-
-
 def connect(
     station: Station, name: str, *, files: tuple[Path, Path] | None = None, ca: Path | None = None
-) -> Client:
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"{name}-{time.monotonic_ns()}", protocol=paho.MQTTv5
-    )
+) -> Probe:
     cert, key = files or station.files(name)
-    client.tls_set(
-        ca_certs=str(ca or station.ca.path("ca.pem")),
-        certfile=str(cert) if cert else None,
-        keyfile=str(key) if key else None,
-        tls_version=ssl.PROTOCOL_TLS_CLIENT,
+    return probe_tls(
+        station.broker.host,
+        station.broker.port,
+        ca=ca or station.ca.path("ca.pem"),
+        client_id=f"{name}-{time.monotonic_ns()}",
+        certfile=cert,
+        keyfile=key,
     )
-    c = Client(client)
-
-    def on_connect(cl, userdata, flags, rc, props) -> None:  # type: ignore[no-untyped-def]
-        c.connack = rc
-
-    client.on_connect = on_connect
-    client.on_subscribe = lambda cl, u, mid, rcs, p: c.subacks.append([r.value for r in rcs])
-    client.on_publish = lambda cl, u, mid, rc, p: c.pubacks.__setitem__(mid, rc.value)
-    client.on_message = lambda cl, u, m: c.messages.append((m.topic, bytes(m.payload)))
-    try:
-        client.connect(station.broker.host, station.broker.port)
-    except OSError as exc:  # TLS 1.2-style failure inside the handshake
-        c.failure = str(exc)
-        return c
-    end = time.monotonic() + 5
-    while c.connack is None and c.failure is None and time.monotonic() < end:
-        c.pump(0.1)
-    return c
 
 
-def connected(c: Client) -> bool:
-    return c.failure is None and c.connack is not None and not c.connack.is_failure  # type: ignore[attr-defined]
+def connected(c: Probe) -> bool:
+    return c.connected
 
 
 def test_terminal_publishes_to_its_own_uplink_and_the_server_receives_it(station: Station) -> None:

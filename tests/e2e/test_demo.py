@@ -35,7 +35,8 @@ def test_demo_fleet_moves_sends_pictures_and_is_on_duty(tmp_path: Path) -> None:
     with log.open("w") as out:
         demo = subprocess.Popen(
             [sys.executable, "-m", "yijing.cli", "demo", "--terminals", "4", "--port", "0",
-             "--interval", "0.5", "--cameras", "1", "--data", str(tmp_path / "var")],
+             "--interval", "0.5", "--cameras", "1", "--phones", "2",
+             "--data", str(tmp_path / "var")],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
@@ -55,8 +56,14 @@ def test_demo_fleet_moves_sends_pictures_and_is_on_duty(tmp_path: Path) -> None:
                 return api("/api/v1/terminals")["terminals"]
 
             wait_until(
-                lambda: sum(1 for t in terminals() if t["fix"]) == 4, 60, "four terminals placed"
+                lambda: sum(1 for t in terminals() if t["fix"]) == 6
+                and sum(1 for t in terminals() if t["kind"] == "phone") == 2,
+                60,
+                "four terminals and two phones placed (the directory names phones within 5 s)",
             )
+            phones = {t["device"]: t for t in terminals() if t["kind"] == "phone"}
+            assert set(phones) == {"ph-pv-001", "ph-pv-002"}
+            assert all(t["signed"] is False and t["volunteer"] for t in phones.values())
             before = {t["device"]: (t["fix"]["lat"], t["fix"]["lon"]) for t in terminals()}
             time.sleep(3)
             after = {t["device"]: (t["fix"]["lat"], t["fix"]["lon"]) for t in terminals()}
@@ -65,8 +72,11 @@ def test_demo_fleet_moves_sends_pictures_and_is_on_duty(tmp_path: Path) -> None:
             wait_until(lambda: any(t.get("snapshot") for t in terminals()), 60, "a camera picture")
             # The demo's organisation: a shift per volunteer, tracked live by the duty engine.
             duty = api("/api/v1/duty/now")
-            assert len(duty["shifts"]) == 4
-            assert {s["device_id"] for s in duty["shifts"]} == {f"ft-000{i}" for i in range(1, 5)}
+            assert len(duty["shifts"]) == 6
+            assert {s["device_id"] for s in duty["shifts"]} == {
+                *(f"ft-000{i}" for i in range(1, 5)), "ph-pv-001", "ph-pv-002"
+            }
+            assert sum(1 for s in duty["shifts"] if s["phone"]) == 2
             assert "reports:" in log.read_text()
             # The demo's volunteers answer a dispatch the way people do.
             wait_until(
@@ -74,14 +84,20 @@ def test_demo_fleet_moves_sends_pictures_and_is_on_duty(tmp_path: Path) -> None:
                 30,
                 "a volunteer on duty on the live map",
             )
-            someone = next(t for t in terminals() if t["status"] in ("on_post", "off_post"))
+            someone = next(
+                t
+                for t in terminals()
+                if t["status"] in ("on_post", "off_post") and t["kind"] != "phone"
+            )
             incident = send(base, token, "/api/v1/incidents", {
                 "kind": "dispute", "priority": 2, "note": "demo",
                 "lat": someone["fix"]["lat"], "lon": someone["fix"]["lon"] + 0.0005,
             })  # fmt: skip
             iid = incident["incident_id"]
             circles = api(f"/api/v1/incidents/{iid}/proposals")["circles"]
-            nearest = next(c["candidates"][0] for c in circles if c["candidates"])
+            nearest = next(
+                c for circle in circles for c in circle["candidates"] if c["kind"] != "phone"
+            )
             send(base, token, f"/api/v1/incidents/{iid}/dispatches",
                  {"device_ids": [nearest["device_id"]]})  # fmt: skip
 

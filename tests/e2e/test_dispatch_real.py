@@ -10,11 +10,8 @@ expiry) delivered it late.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,7 @@ from agent.sim_gps import SimulatedWalker, offset
 from protocol import DispatchCommand, EventKind, IncidentKind, ResponseStatus
 from server.duty.geo import Circle
 from server.org.model import Post, PostKind, Terminal, Unit, UnitLevel, Volunteer
-from tests.helpers import enrol, wait_until
+from tests.helpers import call, enrol, wait_until
 from yijing.broker import LocalBroker
 from yijing.mqtt import MqttLink
 
@@ -34,24 +31,6 @@ pytestmark = pytest.mark.e2e
 
 LAT, LON = 22.5431, 114.0579
 FAST = ReportingPolicy(interval_moving_s=1, interval_still_s=1, heartbeat_s=2, min_distance_m=0)
-
-
-def call(server: Any, method: str, path: str, body: object = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        server.url + path,
-        data=data,
-        method=method,
-        headers={
-            "Authorization": f"Bearer {server.first_admin_token}",
-            "Content-Type": "application/json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def get(server: Any, path: str) -> Any:

@@ -246,6 +246,7 @@
     li.querySelector(".st").textContent = t("status." + st);
     const meta = [ago(term.last_seen_ms)];
     if (term.unit_id) meta.push(unitName(term.unit_id));
+    if (term.kind === "phone") meta.push(t("kind.phone"));
     if (st === "moving" && term.fix) meta.push(YJ.kmh(term.fix.speed_mps));
     li.querySelector(".meta").textContent = meta.join(" · ");
     const bat = li.querySelector(".bat");

@@ -12,7 +12,7 @@
     let selected = null;
     let track = null;   // {device, points, keys, loading, error, busy, again, last, timer}
 
-    const FIELDS = ["volunteer", "unit", "duty", "lastFix", "lastSeen", "speed", "accuracy", "position",
+    const FIELDS = ["volunteer", "unit", "kind", "duty", "lastFix", "lastSeen", "speed", "accuracy", "position",
       "battery", "source", "track"];
     let detailFor;   // which device the detail skeleton was built for
 
@@ -53,6 +53,8 @@
       const values = {
         volunteer: term.volunteer ? term.volunteer.name : na,
         unit: term.unit_id ? hooks.unitName(term.unit_id) : na,
+        // A phone app signs nothing: say so wherever its positions are shown (#10).
+        kind: term.kind === "phone" ? t("kind.phoneUnsigned") : (term.kind ? t("kind." + term.kind) : na),
         duty: duty ? `${post ? post.name : duty.post_id} · ${t("state." + String(duty.state).toLowerCase())}` : t("duty.none"),
         lastFix: f ? `${YJ.clockTime(f.time_ms)} · ${YJ.ago(f.time_ms)}` : na,
         lastSeen: YJ.ago(term.last_seen_ms),

@@ -234,14 +234,17 @@
       const ul = h("ul", { class: "cands" });
       for (const cand of c.candidates) {
         any = true;
-        const on = ui.checked.has(cand.device_id);
-        ul.append(h("li", { dataset: { device: cand.device_id } },
-          h("label", null,
-            h("input", { type: "checkbox", checked: on, onchange(e) {
+        // A phone app cannot ring or answer (docs/phones.md): listed, to be called.
+        const phone = cand.kind === "phone";
+        const on = !phone && ui.checked.has(cand.device_id);
+        ul.append(h("li", { dataset: { device: cand.device_id, kind: cand.kind || "" } },
+          h("label", { title: phone ? t("dp.phoneCall") : null },
+            h("input", { type: "checkbox", checked: on, disabled: phone, onchange(e) {
               if (e.target.checked) ui.checked.add(cand.device_id); else ui.checked.delete(cand.device_id);
               render();
             } }),
-            h("span", { class: "who" }, cand.name || cand.volunteer_id || cand.device_id, h("small", null, cand.device_id)),
+            h("span", { class: "who" }, cand.name || cand.volunteer_id || cand.device_id,
+              h("small", null, phone ? `${cand.device_id} · ${t("dp.phoneCall")}` : cand.device_id)),
             h("span", { class: "num" }, YJ.distance(cand.distance_m)),
             h("span", { class: "num" }, t("dp.eta", { t: YJ.eta(cand.eta_s) })))));
       }

@@ -10,6 +10,10 @@
     on_post: "#15803d", on_post_backfilled: "#86efac", off_post: "#f97316", no_fix: "#9ca3af", offline: "#dc2626",
   };
   const ROLLCALL_OK = "#1d4ed8", ROLLCALL_MISSED = "#7f1d1d";
+  // On post on a phone's word alone (docs/metrics.md §7): pale, hatched on-duty green.
+  const PHONE_ONLY = "#15803d";
+  const phoneShare = (r) => `${pct(r.phone_only_rate)}`;
+  const trustName = (x) => { const k = "trust." + x, s = t(k); return x && s !== k ? s : NA(); };
   const NA = () => t("unknown");
 
   const state = {
@@ -273,13 +277,18 @@
     $("#report-period").textContent = t("rp.periodShown", {
       from: r.period.from, to: r.period.to, tz: r.period.tz || NA() });
     renderCrumbs(r);
-    const fig = (key, value, sub, rate) => h("div", { class: "figure", "data-fig": key },
+    const width = (r) => `width:${Math.max(0, Math.min(100, (r || 0) * 100))}%`;
+    const fig = (key, value, sub, rate, phone) => h("div", { class: "figure", "data-fig": key },
       h("span", { class: "fig-label", text: t("fig." + key) }), h("span", { class: "fig-value", text: value }),
       rate == null ? null : h("span", { class: "meter", "aria-hidden": "true" },
-        h("span", { style: `width:${Math.max(0, Math.min(100, rate * 100))}%` })),
-      h("span", { class: "fig-sub", text: sub }));
+        h("span", { style: width(phone == null ? rate : rate - phone) }),
+        phone == null ? null : h("span", { class: "phone-only", style: width(phone) })),
+      h("span", { class: "fig-sub", text: sub }),
+      phone == null ? null : h("span", { class: "fig-sub fig-phone",
+        text: t("fig.onDutyPhone", { rate: pct(phone), on: hm(tot.phone_on_post_s) }) }));
     $("#figures").replaceChildren(
-      fig("onDuty", pct(tot.on_duty_rate), t("fig.onDutySub", { on: hm(tot.on_post_s), sched: hm(tot.scheduled_s) }), tot.on_duty_rate),
+      fig("onDuty", pct(tot.on_duty_rate), t("fig.onDutySub", { on: hm(tot.on_post_s), sched: hm(tot.scheduled_s) }), tot.on_duty_rate,
+        tot.on_duty_rate == null ? null : Math.min(tot.on_duty_rate, tot.phone_only_rate || 0)),
       fig("usage", pct(tot.usage_rate), t("fig.usageSub",
         { n: tot.terminals ?? NA(), alive: hm(tot.terminal_alive_s), sched: hm(tot.terminal_scheduled_s) }), tot.usage_rate),
       fig("answer", pct(tot.spot_check_answer_rate),
@@ -324,18 +333,20 @@
       rateCell(c.on_duty_rate), rateCell(c.usage_rate),
       h("td", { class: "num", text: `${c.spot_checks_answered ?? 0}/${c.spot_checks_sent ?? 0} · ${pct(c.spot_check_answer_rate)}` }),
       h("td", { class: "num", text: hm(c.on_post_s) }), h("td", { class: "num", text: hm(c.scheduled_s) }),
+      h("td", { class: "num phone-only", text: phoneShare(c) }),
       h("td", { class: "num", text: sum(c.flags) })));
-    if (!rows.length) rows.push(h("tr", null, h("td", { colspan: 10, class: "muted", text: t("rp.childrenEmpty") })));
+    if (!rows.length) rows.push(h("tr", null, h("td", { colspan: 11, class: "muted", text: t("rp.childrenEmpty") })));
     const tot = r.totals || {};
     const foot = h("tr", null, h("th", { scope: "row", text: t("rp.total") }), h("td"),
       h("td", { class: "num", text: tot.shifts }), h("td", { class: "num", text: tot.volunteers }),
       rateCell(tot.on_duty_rate), rateCell(tot.usage_rate),
       h("td", { class: "num", text: `${tot.spot_checks_answered ?? 0}/${tot.spot_checks_sent ?? 0} · ${pct(tot.spot_check_answer_rate)}` }),
       h("td", { class: "num", text: hm(tot.on_post_s) }), h("td", { class: "num", text: hm(tot.scheduled_s) }),
+      h("td", { class: "num phone-only", text: phoneShare(tot) }),
       h("td", { class: "num", text: sum(tot.flags) }));
     table($("#children"), [["col.unit"], ["col.level"], ["col.shifts", "num"], ["col.volunteers", "num"],
       ["col.onDuty", "num"], ["col.usage", "num"], ["col.answer", "num"], ["col.onPost", "num"],
-      ["col.scheduled", "num"], ["col.flags", "num"]], rows, foot);
+      ["col.scheduled", "num"], ["col.phoneOnly", "num"], ["col.flags", "num"]], rows, foot);
   }
 
   function renderVolunteers(r) {
@@ -348,10 +359,12 @@
       rateCell(v.on_duty_rate), rateCell(v.usage_rate),
       h("td", { class: "num", text: hm(v.late_s) }), h("td", { class: "num", text: hm(v.early_leave_s) }),
       h("td", { class: "num", text: `${v.spot_checks_answered ?? 0}/${v.spot_checks_sent ?? 0}` }),
+      h("td", { class: "num phone-only", text: phoneShare(v) }),
       h("td", { class: "num", text: sum(v.flags) })));
-    if (!rows.length) rows.push(h("tr", null, h("td", { colspan: 9, class: "muted wrap", text: t("rp.volunteersEmpty") })));
+    if (!rows.length) rows.push(h("tr", null, h("td", { colspan: 10, class: "muted wrap", text: t("rp.volunteersEmpty") })));
     table($("#volunteers"), [["col.name"], ["col.id"], ["col.shifts", "num"], ["col.onDuty", "num"],
-      ["col.usage", "num"], ["col.late", "num"], ["col.early", "num"], ["col.answer", "num"], ["col.flags", "num"]], rows);
+      ["col.usage", "num"], ["col.late", "num"], ["col.early", "num"], ["col.answer", "num"],
+      ["col.phoneOnly", "num"], ["col.flags", "num"]], rows);
   }
 
   function renderShifts(r) {
@@ -366,11 +379,13 @@
         h("td", { class: "num", text: fmtRange(s.start_ms, s.end_ms) }), h("td", { text: s.device_id || NA() }),
         rateCell(s.on_duty_rate), rateCell(s.usage_rate),
         h("td", { class: "num", text: `${hm(s.on_post_s)} / ${hm(s.scheduled_s)}` }),
+        h("td", { class: "num phone-only", "data-trust": s.trust || null,
+          text: `${trustName(s.trust)} · ${phoneShare(s)}` }),
         h("td", { class: "num", text: sum(s.flags) }),
         h("td", null, h("button", { type: "button", class: "btn btn-small", "data-shift": s.shift_id,
           "aria-label": t("rp.timelineAria", { id: s.shift_id }), text: t("rp.timeline") }))));
     table($("#shift-table"), [["col.shift"], ["col.post"], ["col.time", "num"], ["col.device"], ["col.onDuty", "num"],
-      ["col.usage", "num"], ["col.onPost", "num"], ["col.flags", "num"], ["rp.timeline"]], rows);
+      ["col.usage", "num"], ["col.onPost", "num"], ["col.trust", "num"], ["col.flags", "num"], ["rp.timeline"]], rows);
   }
 
   function flagItems(flags) {
@@ -423,20 +438,26 @@
       ["on_post_backfilled", hm(tally.on_post_backfilled_s), "on_post_backfilled"],
       ["off_post", hm(tally.off_post_s), "off_post"], ["no_fix", hm(tally.no_fix_s), "no_fix"],
       ["offline", hm(tally.offline_s), "offline"], ["on_duty_rate", pct(tally.on_duty_rate)],
-      ["usage_rate", pct(tally.usage_rate)], ["late", hm(tally.late_s)], ["early_leave", hm(tally.early_leave_s)]];
+      ["usage_rate", pct(tally.usage_rate)], ["late", hm(tally.late_s)], ["early_leave", hm(tally.early_leave_s)],
+      // docs/metrics.md §7: how much of the rate rests on a phone's word alone.
+      ["phone_on_post", hm(tally.phone_on_post_s), "phone_only"], ["trust", trustName(d.trust)]];
+    const phones = d.phones || [];
+    const devices = (d.devices && d.devices.length ? d.devices : [s.device_id].filter(Boolean))
+      .map((id) => (phones.includes(id) ? t("tl.phone", { id }) : id)).join(", ");
     body.replaceChildren(
-      h("p", { class: "muted" }, `${t("tl.meta", { volunteer: vol, post, device: s.device_id || NA() })} · ${fmtRange(start, end, zone)}`),
-      band(tl.id, start, end, segs, d.roll_calls || [], zone),
-      legend(),
+      h("p", { class: "muted" }, `${t("tl.meta", { volunteer: vol, post, device: devices || NA() })} · ${fmtRange(start, end, zone)}`),
+      band(tl.id, start, end, segs, d.roll_calls || [], zone, d.phone_only || []),
+      legend(phones.length > 0),
       h("dl", { class: "tally" }, facts.map(([k, v, st]) => h("div", { "data-tally": k },
-        h("dt", null, st ? h("span", { class: "swatch", style: `background:${STATE_COLORS[st]}`, "aria-hidden": "true" }) : null,
+        h("dt", null, st === "phone_only" ? h("span", { class: "swatch phone-only", "aria-hidden": "true" })
+          : st ? h("span", { class: "swatch", style: `background:${STATE_COLORS[st]}`, "aria-hidden": "true" }) : null,
           t("tally." + k)), h("dd", { text: v })))),
       h("p", null, h("a", { href: `/api/v1/reports/shifts/${enc(tl.id)}/timeline.png?lang=${i18n.lang}`,
         target: "_blank", rel: "noopener", text: t("tl.png") })),
       h("ul", { class: "flags" }, flagItems(d.flags || [])));
   }
 
-  function band(id, start, end, segs, calls, zone) {
+  function band(id, start, end, segs, calls, zone, phoneOnly = []) {
     const W = 1000, L = 24, R = 976, top = 26, bh = 30, span = Math.max(1, end - start);
     const x = (ms) => L + ((Math.min(end, Math.max(start, ms)) - start) / span) * (R - L);
     const g = svg("svg", { viewBox: `0 0 ${W} 84`, class: "band", role: "img",
@@ -447,6 +468,19 @@
       g.append(svg("rect", { class: "seg", "data-state": sg.state, x: x(a).toFixed(2), y: top,
         width: Math.max(0.5, x(b) - x(a)).toFixed(2), height: bh, fill: STATE_COLORS[sg.state] || "#000" },
       svg("title", null, `${t("state." + sg.state)} · ${fmt(a, false, zone)}–${fmt(b, false, zone)} · ${hm((b - a) / 1000)}`)));
+    }
+    // On post on a phone's word alone: a hatched strip along the band's foot.
+    if (phoneOnly.length) {
+      g.append(svg("defs", null, svg("pattern", { id: "phone-hatch", width: 6, height: 6,
+        patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)" },
+      svg("rect", { width: 6, height: 6, fill: "#dcfce7" }),
+      svg("line", { x1: 0, y1: 0, x2: 0, y2: 6, stroke: PHONE_ONLY, "stroke-width": 3 }))));
+    }
+    for (const p of phoneOnly) {
+      const a = p.start_s * 1000, b = p.end_s * 1000;
+      g.append(svg("rect", { class: "phone-only", x: x(a).toFixed(2), y: top + bh - 8,
+        width: Math.max(0.5, x(b) - x(a)).toFixed(2), height: 8, fill: "url(#phone-hatch)" },
+      svg("title", null, `${t("state.phone_only")} · ${fmt(a, false, zone)}–${fmt(b, false, zone)} · ${hm((b - a) / 1000)}`)));
     }
     // Hour ticks in the report's time zone; at most about a dozen labels.
     let tick = Math.floor(start / 3600000) * 3600000;
@@ -473,9 +507,10 @@
     return g;
   }
 
-  function legend() {
+  function legend(phone) {
     const items = Object.entries(STATE_COLORS).map(([st, c]) => h("li", null,
       h("span", { class: "swatch", style: `background:${c}`, "aria-hidden": "true" }), t("state." + st)));
+    if (phone) items.push(h("li", null, h("span", { class: "swatch phone-only", "aria-hidden": "true" }), t("state.phone_only")));
     items.push(h("li", null, h("span", { class: "swatch tri", style: `border-top-color:${ROLLCALL_OK}`, "aria-hidden": "true" }), t("state.rollcall")),
       h("li", null, h("span", { class: "swatch tri", style: `border-top-color:${ROLLCALL_MISSED}`, "aria-hidden": "true" }), t("state.rollcallMissed")));
     return h("ul", { class: "tl-legend", "aria-label": t("tl.legend") }, items);

@@ -120,7 +120,14 @@ def test_volunteers_and_terminals(org: OrgStore) -> None:
         "t-4,ft-s2,,zhao\n",  # zhao already holds t-3 (from row 1)
         at_ms=AT,
     )
-    assert report.errors == [RowError(3, "holder", "'zhao' already holds terminal 't-3'")]
+    assert report.errors == [
+        RowError(
+            3,
+            "holder",
+            "'zhao' already holds terminal 't-3' "
+            "(a volunteer holds at most one phone and one other terminal)",
+        )
+    ]
     report = import_csv(
         org,
         "terminals",

@@ -47,10 +47,11 @@ def test_table(data: Path) -> None:
     assert lines[0] == "深圳市 › 福田区 › 福田派出所 › 一队 (t1)  2026-03-02 (Asia/Shanghai)"
     t1 = next(line for line in lines if line.startswith("t1 "))
     assert t1.split() == [
-        "t1", "一队", "team", "2", "2", "2.0", "25.0%", "50.0%", "1/2", "50.0%", "1",
+        "t1", "一队", "team", "2", "2", "2.0", "25.0%", "0.0%", "50.0%", "1/2", "50.0%", "1",
     ]  # fmt: skip
     v1 = next(line for line in lines if line.startswith("v1 "))
-    assert v1.split()[:7] == ["v1", "张三", "t1", "1", "1.0", "50.0%", "100.0%"]
+    # on-duty, then the share of it on a phone's word alone (none here), then usage.
+    assert v1.split()[:8] == ["v1", "张三", "t1", "1", "1.0", "50.0%", "0.0%", "100.0%"]
     # Chinese names take two columns: the columns after them still line up.
     header = lines[2]
     assert report_cli._width(t1[: t1.index("team")]) == header.index("level")

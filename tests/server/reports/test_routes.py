@@ -228,8 +228,14 @@ def test_shift_detail_json(tmp_path: Path) -> None:
         doc = await r.json()
         assert set(doc) == {
             "shift", "post", "volunteer", "tz", "tally", "segments", "flags", "roll_calls",
+            "devices", "phones", "trust", "phone_only",
         }  # fmt: skip
         assert doc["post"]["name"] == "华强北路口"
+        # A terminal and no phone (docs/metrics.md §7): nothing rests on a phone.
+        assert (doc["devices"], doc["phones"], doc["trust"], doc["phone_only"]) == (
+            ["d1"], [], "signed", [],
+        )  # fmt: skip
+        assert (doc["tally"]["phone_on_post_s"], doc["tally"]["phone_only_rate"]) == (0, 0.0)
         assert [s["state"] for s in doc["segments"]] == ["on_post", "off_post", "offline"]
         assert doc["tally"]["early_leave_s"] == 3600
         assert [c["answered"] for c in doc["roll_calls"]] == [True, False]

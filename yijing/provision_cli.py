@@ -56,9 +56,9 @@ EXAMPLES = {
     "  yijing provision phone li-na --unit futian-s1 --app owntracks "
     "--mqtt-host mqtt.station.lan --mqtt-port 8884\n"
     "  yijing provision phone li-na --unit futian-s1 --app owntracks "
-    "--http-url https://yj.station.lan/owntracks --out li-na.otrc\n"
+    "--http-url https://yj.station.lan/pub/owntracks --out li-na.otrc\n"
     "  yijing provision phone wang-wei --unit futian-s1 --app traccar "
-    "--server-url https://yj.station.lan/osmand\n"
+    "--server-url https://yj.station.lan/pub/osmand\n"
     "the volunteer scans the QR code: with the phone's camera (OwnTracks) or from the QR\n"
     "button in Traccar Client's settings. Run it again to issue new credentials.",
     "phone-revoke": "example:\n  yijing provision phone-revoke ph-li-na\n"

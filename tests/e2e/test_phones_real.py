@@ -131,7 +131,9 @@ def test_owntracks_and_traccar_phones_on_the_map_on_duty_and_answering_roll_call
 
         wait_until(lambda: server.phones.ingress.stats.stored == 1, 20, "the OwnTracks fix stored")
         server._refresh_live_duty()
-        wait_until(lambda: on_map("ph-v1", "on_post") is not None, 20, "the phone on post on the live map")
+        wait_until(
+            lambda: on_map("ph-v1", "on_post") is not None, 20, "the phone on post on the live map"
+        )
         doc = on_map("ph-v1", "on_post")
         assert doc is not None
         assert doc["kind"] == "phone" and doc["signed"] is False

@@ -102,3 +102,68 @@ def test_terminal_over_tls_then_revoked(tmp_path: Path, processes: Processes) ->
     assert frames(db, "ft-0042") == after
     assert again.alive()  # it keeps trying, with backoff, holding its data
     assert server.terminate() == 0, server.describe()
+
+
+def test_owntracks_phone_over_the_phone_listener_then_revoked(
+    tmp_path: Path, processes: Processes
+) -> None:
+    """The secure station's second listener: a phone enrolled with `yijing provision phone`
+    connects over TLS with the user and password of its code (port + 1), publishes an
+    encrypted OwnTracks location, and the server stores it; revoked, it is dropped and
+    refused."""
+    import json
+
+    from protocol import owntracks
+    from tests.e2e.mqtt_probe import Probe, probe_tls
+
+    data = tmp_path / "server"
+    db = data / "yijing.db"
+    mqtt_port = free_port()
+    while mqtt_port + 1 > 65535:  # the phone listener is the next port
+        mqtt_port = free_port()
+    server = processes.start(
+        "server", "--log-level", "INFO", "server", "--data", str(data), "--port", "0",
+        "--mqtt-listen", f"127.0.0.1:{mqtt_port}",
+    )  # fmt: skip
+    server.wait_for_output("yijing server on", 30)
+    otrc = tmp_path / "v9.otrc"
+    processes.run(
+        "provision", "phone", "v9", "--unit", "futian-s1", "--app", "owntracks",
+        "--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port + 1), "--data", str(data),
+        "--out", str(otrc),
+    )  # fmt: skip
+    config = json.loads(otrc.read_text())
+    assert (config["host"], config["port"], config["tls"]) == ("127.0.0.1", mqtt_port + 1, True)
+    key = owntracks.secretbox_key(config["encryptionKey"])
+
+    def connect() -> Probe:
+        return probe_tls(
+            "127.0.0.1", mqtt_port + 1, ca=data / "pki" / "ca.pem",
+            client_id=config["clientId"], user=config["username"], password=config["password"],
+        )  # fmt: skip
+
+    probes: list[Probe] = []
+
+    def connected() -> bool:
+        probes.append(connect())
+        return probes[-1].connected
+
+    # The server's watch writes the phone's password line and ACL within 2 s.
+    wait_until(connected, 20, "the phone let in on the phone listener")
+    phone = probes[-1]
+    location = {"_type": "location", "lat": 22.5431, "lon": 114.0579, "tst": int(time.time()),
+                "acc": 9, "tid": "v9", "t": "u"}  # fmt: skip
+    report = json.dumps(location).encode()
+    topic = config["pubTopicBase"]
+    assert phone.accepted(topic, owntracks.encrypt(report, key))
+    wait_until(lambda: frames(db, "ph-v9") == 1, 20, "the phone's report stored")
+    # Another phone's topic is refused (PUBACK 0x87 not authorized).
+    assert phone.publish("owntracks/ph-other/phone", b"{}") == 0x87
+
+    processes.run("provision", "phone-revoke", "ph-v9", "--data", str(data))
+    wait_until(
+        lambda: phone.pumped(0.2).failure is not None,
+        20,
+        "the revoked phone dropped",
+    )
+    assert not connect().connected

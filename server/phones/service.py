@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioning.phones import Phone, PhoneApp
-
 from protocol import RollCall
 from provisioning import phones as enrolment
+from provisioning.phones import Phone, PhoneApp
 
 from ..org.model import OrgError, Terminal, TerminalKind
 from ..org.store import OrgStore

@@ -29,9 +29,9 @@ import binascii
 from urllib.parse import parse_qsl
 
 from aiohttp import web
-from provisioning.phones import PhoneApp
 
 from provisioning.identity import ProvisioningError
+from provisioning.phones import PhoneApp
 
 from ..phones.ingress import PhoneRefused
 from ..phones.service import Phones, phone_json

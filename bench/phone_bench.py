@@ -28,8 +28,8 @@ Also printed: CPU of the server's threads (by Python thread name), the load proc
 Mosquitto; the phone ingest thread's batches (size; time in ``PhoneIngress.process``, of
 which in ``Store.store_frames``: both wrapped in this process).
 
-Run: ``.venv/bin/python bench/phone_bench.py`` (about a minute; defaults ``--phones 200
---seconds 10 --connections 32,256 --messages 20000``; ``--skip http|mqtt``, ``--encrypted``).
+Run: ``.venv/bin/python bench/phone_bench.py`` (about 1.5 minutes; defaults ``--phones 200
+--seconds 10 --connections 32,256,1024 --messages 20000``; ``--skip http|mqtt``, ``--encrypted``).
 Needs mosquitto and mosquitto-clients.
 """
 
@@ -398,7 +398,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phones", type=int, default=200, help="phones per app")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each HTTP run")
-    parser.add_argument("--connections", default="32,256",
+    parser.add_argument("--connections", default="32,256,1024",
                         help="HTTP connections in flight, comma-separated (one run each)")
     parser.add_argument("--messages", type=int, default=20_000, help="OwnTracks MQTT messages")
     parser.add_argument("--encrypted", action="store_true",

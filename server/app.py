@@ -142,6 +142,8 @@ class ServerConfig:
     #: With no broker URL: the embedded Mosquitto's TLS listener for terminals (client
     #: certificates, ACL). None: a loopback-only plain listener, for development and the demo.
     mqtt_listen: Listen | None = None
+    #: With ``mqtt_listen``: the phones' listener (TLS, passwords); None: its port + 1.
+    phone_listen: Listen | None = None
     #: The telemetry store: None → SQLite in DATA/yijing.db; "postgresql://user@host/db" →
     #: PostgreSQL (daily position partitions), for a deployment past one machine.
     store_url: str | None = None
@@ -420,7 +422,11 @@ class Server:
         tls: TlsFiles | None = None
         if self.broker_address is None and self.config.mqtt_listen is not None:
             secure, self.broker_sync, tls = await asyncio.to_thread(
-                start_secure_broker, self.config.data_dir, self.store, self.config.mqtt_listen
+                start_secure_broker,
+                self.config.data_dir,
+                self.store,
+                self.config.mqtt_listen,
+                self.config.phone_listen,
             )
             self.broker = secure
             self.broker_address = BrokerUrl(secure.host, secure.port, "5", tls=True)

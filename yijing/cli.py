@@ -78,6 +78,9 @@ def cmd_server(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"yijing server: {exc}") from None
     mqtt_listen = parse_listen(args.mqtt_listen) if args.mqtt_listen else None
+    phone_listen = parse_listen(args.phone_listen) if args.phone_listen else None
+    if phone_listen is not None and mqtt_listen is None:
+        raise SystemExit("yijing server: --phone-listen goes with --mqtt-listen")
     phones = _phone_endpoints(args)
 
     async def serve() -> None:
@@ -88,6 +91,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                 http_port=args.port,
                 broker_url=args.broker,
                 mqtt_listen=mqtt_listen,
+                phone_listen=phone_listen,
                 secure_cookies=args.secure_cookies,
                 store_url=args.store,
                 workers=args.workers,
@@ -217,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the local broker with a TLS listener here for terminals: client "
         "certificates from the station CA (made in DATA/pki on first start), an ACL per "
         "terminal; default: a plain listener on 127.0.0.1 only (development, demo)",
+    )
+    p.add_argument(
+        "--phone-listen",
+        metavar="HOST:PORT",
+        help="with --mqtt-listen: the listener for OwnTracks phones (TLS with the broker's "
+        "certificate, a password per phone); default: the --mqtt-listen port + 1",
     )
     p.add_argument(
         "--public-url",

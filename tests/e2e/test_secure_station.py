@@ -45,7 +45,7 @@ def test_terminal_over_tls_then_revoked(tmp_path: Path, processes: Processes) ->
     mqtt_port = free_port()
     server = processes.start(
         "server", "--log-level", "INFO", "server", "--data", str(data), "--port", "0",
-        "--mqtt-listen", f"127.0.0.1:{mqtt_port}",
+        "--mqtt-listen", f"127.0.0.1:{mqtt_port}", "--phone-listen", f"127.0.0.1:{free_port()}",
     )  # fmt: skip
     server.wait_for_output("yijing server on", 30)
     assert f"mqtts://127.0.0.1:{mqtt_port}" in server.output()
@@ -108,7 +108,7 @@ def test_owntracks_phone_over_the_phone_listener_then_revoked(
     tmp_path: Path, processes: Processes
 ) -> None:
     """The secure station's second listener: a phone enrolled with `yijing provision phone`
-    connects over TLS with the user and password of its code (port + 1), publishes an
+    connects over TLS with the user and password of its code (--phone-listen), publishes an
     encrypted OwnTracks location, and the server stores it; revoked, it is dropped and
     refused."""
     import json
@@ -118,27 +118,25 @@ def test_owntracks_phone_over_the_phone_listener_then_revoked(
 
     data = tmp_path / "server"
     db = data / "yijing.db"
-    mqtt_port = free_port()
-    while mqtt_port + 1 > 65535:  # the phone listener is the next port
-        mqtt_port = free_port()
+    mqtt_port, phone_port = free_port(), free_port()
     server = processes.start(
         "server", "--log-level", "INFO", "server", "--data", str(data), "--port", "0",
-        "--mqtt-listen", f"127.0.0.1:{mqtt_port}",
+        "--mqtt-listen", f"127.0.0.1:{mqtt_port}", "--phone-listen", f"127.0.0.1:{phone_port}",
     )  # fmt: skip
     server.wait_for_output("yijing server on", 30)
     otrc = tmp_path / "v9.otrc"
     processes.run(
         "provision", "phone", "v9", "--unit", "futian-s1", "--app", "owntracks",
-        "--mqtt-host", "127.0.0.1", "--mqtt-port", str(mqtt_port + 1), "--data", str(data),
+        "--mqtt-host", "127.0.0.1", "--mqtt-port", str(phone_port), "--data", str(data),
         "--out", str(otrc),
     )  # fmt: skip
     config = json.loads(otrc.read_text())
-    assert (config["host"], config["port"], config["tls"]) == ("127.0.0.1", mqtt_port + 1, True)
+    assert (config["host"], config["port"], config["tls"]) == ("127.0.0.1", phone_port, True)
     key = owntracks.secretbox_key(config["encryptionKey"])
 
     def connect() -> Probe:
         return probe_tls(
-            "127.0.0.1", mqtt_port + 1, ca=data / "pki" / "ca.pem",
+            "127.0.0.1", phone_port, ca=data / "pki" / "ca.pem",
             client_id=config["clientId"], user=config["username"], password=config["password"],
         )  # fmt: skip
 

@@ -41,6 +41,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import platform
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -121,10 +122,12 @@ class BatchTimer:
         if not b:
             return "no batches"
         n = sum(x[0] for x in b)
-        return (f"{len(b)} batches, mean {n / len(b):.0f} reports (max {max(x[0] for x in b)}); "
-                f"process {sum(x[1] for x in b) / n * 1e6:.0f} µs/report, of which store_frames "
-                f"{sum(x[2] for x in b) / n * 1e6:.0f} ({sum(x[2] for x in b) / len(b) * 1e3:.1f}"
-                " ms/batch)")
+        return (
+            f"{len(b)} batches, mean {n / len(b):.0f} reports (max {max(x[0] for x in b)}); "
+            f"process {sum(x[1] for x in b) / n * 1e6:.0f} µs/report, of which store_frames "
+            f"{sum(x[2] for x in b) / n * 1e6:.0f} ({sum(x[2] for x in b) / len(b) * 1e3:.1f}"
+            " ms/batch)"
+        )
 
 
 def read_store(server: Any, sql: str, *params: object) -> list[Any]:
@@ -134,9 +137,15 @@ def read_store(server: Any, sql: str, *params: object) -> list[Any]:
         return db.execute(sql, params).fetchall()
 
 
-
-def http_client(base: str, ids: list[str] | None, base_s: int, k0: int, seconds: float,
-                connections: int, conn: Connection) -> None:
+def http_client(
+    base: str,
+    ids: list[str] | None,
+    base_s: int,
+    k0: int,
+    seconds: float,
+    connections: int,
+    conn: Connection,
+) -> None:
     """GET /pub/osmand (``ids`` given) or /api/v1/health for ``seconds``, ``connections`` in
     flight; report ``k`` is phone ``k % P``'s, timestamped ``base_s + k // P``. Sends
     "started", then a dict of figures."""
@@ -167,10 +176,12 @@ def http_client(base: str, ids: list[str] | None, base_s: int, k0: int, seconds:
                     url = health
                     if ids is not None:
                         p = k % len(ids)
-                        url = URL(f"{base}/pub/osmand?id={ids[p]}&timestamp="
-                                  f"{base_s + k // len(ids)}&lat={LAT0 + p % 97 * 1e-4:.6f}"
-                                  f"&lon={LON0 + p % 89 * 1e-4:.6f}&speed=1.5&batt={50 + p % 50}",
-                                  encoded=True)
+                        url = URL(
+                            f"{base}/pub/osmand?id={ids[p]}&timestamp="
+                            f"{base_s + k // len(ids)}&lat={LAT0 + p % 97 * 1e-4:.6f}"
+                            f"&lon={LON0 + p % 89 * 1e-4:.6f}&speed=1.5&batt={50 + p % 50}",
+                            encoded=True,
+                        )
                     a = time.perf_counter()
                     try:
                         code = await get(url)
@@ -184,18 +195,33 @@ def http_client(base: str, ids: list[str] | None, base_s: int, k0: int, seconds:
                 ends.append(time.perf_counter())
 
             await asyncio.gather(*(worker() for _ in range(connections)))
-            return {"ok": ok, "lat": lat, "status": dict(status), "sent": counter - k0,
-                    "elapsed": max(ends) - t0, "cpu": time.process_time() - cpu0}
+            return {
+                "ok": ok,
+                "lat": lat,
+                "status": dict(status),
+                "sent": counter - k0,
+                "elapsed": max(ends) - t0,
+                "cpu": time.process_time() - cpu0,
+            }
 
     conn.send(asyncio.run(run()))
 
 
-def http_part(server: Any, broker_pid: int, ids: list[str], phone_ids: list[str],
-              timer: BatchTimer, seconds: float, connections: list[int]) -> None:
+def http_part(
+    server: Any,
+    broker_pid: int,
+    ids: list[str],
+    phone_ids: list[str],
+    timer: BatchTimer,
+    seconds: float,
+    connections: list[int],
+) -> None:
     ctx, stats = mp.get_context("spawn"), server.phone_ingress.stats
     base_s, k0, p = int(time.time()) - 86_400, 0, len(ids)
-    print(f"\n## 1. Traccar Client (OsmAnd over HTTP): {p} phones, {seconds:.0f} s per figure, "
-          "closed loop (C requests always in flight), aiohttp client in its own process")
+    print(
+        f"\n## 1. Traccar Client (OsmAnd over HTTP): {p} phones, {seconds:.0f} s per figure, "
+        "closed loop (C requests always in flight), aiohttp client in its own process"
+    )
     rows = []
     for c in connections:
         figures = {}
@@ -223,13 +249,18 @@ def http_part(server: Any, broker_pid: int, ids: list[str], phone_ids: list[str]
                 answered = {(phone_ids[k % p], (base_s + k // p) * 4000) for k in r["ok"]}
                 lost, extra = len(answered - stored), len(stored - answered)
                 twice = stats.duplicates + stats.conflicts - dup0
-                r["check"] = (f"in the store {len(stored):,}: " + (
+                r["check"] = f"in the store {len(stored):,}: " + (
                     "each report answered 200 stored, once, and nothing else"
-                    if not (lost or extra or twice) else f"**{lost} answered but not stored, "
-                    f"{extra} stored but not answered 200, {twice} duplicates or conflicts**"))
+                    if not (lost or extra or twice)
+                    else f"**{lost} answered but not stored, "
+                    f"{extra} stored but not answered 200, {twice} duplicates or conflicts**"
+                )
                 k0 += -(-r["sent"] // p) * p
-            print(f"C={c} {kind}: {r['rate']:,.0f} answered 200/s, answers {r['status']}, "
-                  f"client CPU {r['cpu'] / r['elapsed']:.0%}", flush=True)
+            print(
+                f"C={c} {kind}: {r['rate']:,.0f} answered 200/s, answers {r['status']}, "
+                f"client CPU {r['cpu'] / r['elapsed']:.0%}",
+                flush=True,
+            )
         rows.append((c, figures))
     print("\n| C | route | 200s/s | p50 ms | p95 ms | p99 ms | other answers | vs health |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |")
@@ -238,20 +269,33 @@ def http_part(server: Any, broker_pid: int, ids: list[str], phone_ids: list[str]
             other = {k: v for k, v in r["status"].items() if k != "200"} or "none"
             route = "`GET /pub/osmand`" if kind == "osmand" else "reference: `GET /api/v1/health`"
             cells = " | ".join(f"{pct(r['lat'], q):.1f}" for q in (0.5, 0.95, 0.99))
-            print(f"| {c} | {route} | {r['rate']:,.0f} | {cells} | {other} | "
-                  f"{r['rate'] / f['health']['rate']:.0%} |")
+            print(
+                f"| {c} | {route} | {r['rate']:,.0f} | {cells} | {other} | "
+                f"{r['rate'] / f['health']['rate']:.0%} |"
+            )
     for c, f in rows:
         o = f["osmand"]
-        print(f"\nC={c}: answered 200 {len(o['ok']):,}, stored {o['stored']:,} (ingress stats), "
-              f"{o['check']}\n  phone ingest: {o['batches']}")
+        print(
+            f"\nC={c}: answered 200 {len(o['ok']):,}, stored {o['stored']:,} (ingress stats), "
+            f"{o['check']}\n  phone ingest: {o['batches']}"
+        )
         for kind, r in f.items():
-            print(f"  CPU during {kind} (share of one CPU): server threads: {r['threads']}; "
-                  f"load client {r['cpu'] / r['elapsed']:.0%}; mosquitto {r['mosquitto']:.0%}")
+            print(
+                f"  CPU during {kind} (share of one CPU): server threads: {r['threads']}; "
+                f"load client {r['cpu'] / r['elapsed']:.0%}; mosquitto {r['mosquitto']:.0%}"
+            )
 
 
-
-def mqtt_publisher(host: str, port: int, phones: Phones, root: str, messages: int, base_s: int,
-                   go: Any, conn: Connection) -> None:
+def mqtt_publisher(
+    host: str,
+    port: int,
+    phones: Phones,
+    root: str,
+    messages: int,
+    base_s: int,
+    go: Any,
+    conn: Connection,
+) -> None:
     """Publish ``messages`` OwnTracks locations (built beforehand), QoS 1, round-robin over
     ``phones`` on ``<root>/<user>/phone``, once ``go`` is set. Sends "started", then a dict
     of figures (times from the first publish)."""
@@ -265,9 +309,20 @@ def mqtt_publisher(host: str, port: int, phones: Phones, root: str, messages: in
     out = []
     for k in range(messages):
         user, key = phones[k % len(phones)]
-        doc = {"_type": "location", "acc": 8, "alt": 20, "batt": 77, "bs": 1, "conn": "m",
-               "lat": round(LAT0 + k % 97 * 1e-4, 6), "lon": round(LON0 + k % 89 * 1e-4, 6),
-               "t": "u", "tid": "v1", "tst": base_s + k // len(phones), "vel": 3}
+        doc = {
+            "_type": "location",
+            "acc": 8,
+            "alt": 20,
+            "batt": 77,
+            "bs": 1,
+            "conn": "m",
+            "lat": round(LAT0 + k % 97 * 1e-4, 6),
+            "lon": round(LON0 + k % 89 * 1e-4, 6),
+            "t": "u",
+            "tid": "v1",
+            "tst": base_s + k // len(phones),
+            "vel": 3,
+        }
         payload = json.dumps(doc, separators=(",", ":")).encode()
         out.append((f"{root}/{user}/phone", owntracks.encrypt(payload, key) if key else payload))
     acked, count = threading.Event(), [0]
@@ -277,8 +332,9 @@ def mqtt_publisher(host: str, port: int, phones: Phones, root: str, messages: in
         if count[0] == messages:
             acked.set()
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"phone-bench-{os.getpid()}",
-                         protocol=paho.MQTTv311)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"phone-bench-{os.getpid()}", protocol=paho.MQTTv311
+    )
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.on_publish = on_publish
@@ -290,19 +346,35 @@ def mqtt_publisher(host: str, port: int, phones: Phones, root: str, messages: in
     for topic, payload in out:
         client.publish(topic, payload, qos=1)
     acked.wait(300)
-    conn.send({"t0": t0, "acked": time.time() - t0, "cpu": time.process_time() - cpu0,
-               "bytes": sum(len(x[1]) for x in out) / messages})
+    conn.send(
+        {
+            "t0": t0,
+            "acked": time.time() - t0,
+            "cpu": time.process_time() - cpu0,
+            "bytes": sum(len(x[1]) for x in out) / messages,
+        }
+    )
     client.loop_stop()
     client.disconnect()
 
 
-def publish_run(broker: Any, broker_pid: int, phones: Phones, root: str, messages: int,
-                base_s: int, wait: Callable[[], float]) -> dict[str, Any]:
+def publish_run(
+    broker: Any,
+    broker_pid: int,
+    phones: Phones,
+    root: str,
+    messages: int,
+    base_s: int,
+    wait: Callable[[], float],
+) -> dict[str, Any]:
     """One publisher run; ``wait`` returns the wall time at which all had arrived."""
     ctx = mp.get_context("spawn")
     go, (parent, child) = ctx.Event(), ctx.Pipe()
-    proc = ctx.Process(target=mqtt_publisher, daemon=True,
-                       args=(broker.host, broker.port, phones, root, messages, base_s, go, child))
+    proc = ctx.Process(
+        target=mqtt_publisher,
+        daemon=True,
+        args=(broker.host, broker.port, phones, root, messages, base_s, go, child),
+    )
     proc.start()
     time.sleep(1.5)  # the payloads built, the reference subscriber subscribed
     cpu0, broker0 = thread_cpu(), proc_cpu(broker_pid)
@@ -318,15 +390,38 @@ def publish_run(broker: Any, broker_pid: int, phones: Phones, root: str, message
     return pub
 
 
-def mqtt_part(server: Any, broker: Any, broker_pid: int, tmp: Path, phones: Phones,
-              timer: BatchTimer, messages: int, encrypted: bool) -> None:
+def mqtt_part(
+    server: Any,
+    broker: Any,
+    broker_pid: int,
+    tmp: Path,
+    phones: Phones,
+    timer: BatchTimer,
+    messages: int,
+    encrypted: bool,
+) -> None:
     base_s = int(time.time()) - 86_400
     # Reference: the C client, on topics the server does not subscribe to.
     out = tmp / "mosquitto_sub.out"
     with out.open("wb") as sink:
-        sub = subprocess.Popen(["mosquitto_sub", "-h", broker.host, "-p", str(broker.port),
-                                "-q", "1", "-C", str(messages), "-t", "phonebench/+/+",
-                                "-i", "phone-bench-ref"], stdout=sink)
+        sub = subprocess.Popen(
+            [
+                "mosquitto_sub",
+                "-h",
+                broker.host,
+                "-p",
+                str(broker.port),
+                "-q",
+                "1",
+                "-C",
+                str(messages),
+                "-t",
+                "phonebench/+/+",
+                "-i",
+                "phone-bench-ref",
+            ],
+            stdout=sink,
+        )
 
     def sub_done() -> float:
         try:
@@ -352,24 +447,35 @@ def mqtt_part(server: Any, broker: Any, broker_pid: int, tmp: Path, phones: Phon
 
     run = publish_run(broker, broker_pid, phones, "owntracks", messages, base_s, all_stored)
     run["n"] = stats.stored - stored0
-    in_store = read_store(server, "SELECT COUNT(*) FROM frames WHERE type = ? AND seq >= ?",
-                          OWNTRACKS_TYPE, base_s * 4000)[0][0]
-    print(f"\n## 2. OwnTracks over MQTT: {messages:,} location messages of {run['bytes']:.0f} B "
-          f"({'encrypted' if encrypted else 'plain JSON'}), QoS 1, {len(phones)} phones, one "
-          "paho publisher (1000 in flight) in its own process")
-    print("| path | arrived | first publish → all arrived, s | per s | vs reference | "
-          "all PUBACKed to the publisher, s | publisher CPU | broker CPU |")
+    in_store = read_store(
+        server,
+        "SELECT COUNT(*) FROM frames WHERE type = ? AND seq >= ?",
+        OWNTRACKS_TYPE,
+        base_s * 4000,
+    )[0][0]
+    print(
+        f"\n## 2. OwnTracks over MQTT: {messages:,} location messages of {run['bytes']:.0f} B "
+        f"({'encrypted' if encrypted else 'plain JSON'}), QoS 1, {len(phones)} phones, one "
+        "paho publisher (1000 in flight) in its own process"
+    )
+    print(
+        "| path | arrived | first publish → all arrived, s | per s | vs reference | "
+        "all PUBACKed to the publisher, s | publisher CPU | broker CPU |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in (("reference: → `mosquitto_sub -q 1`", ref), ("→ phone link → stored", run)):
-        print(f"| {name} | {r['n']:,} | {r['took']:.2f} | {r['n'] / r['took']:,.0f} | "
-              f"{r['n'] / r['took'] / (ref['n'] / ref['took']):.0%} | {r['acked']:.2f} | "
-              f"{r['cpu'] / r['took']:.0%} | {r['broker']:.0%} |")
-    print(f"\nin the store: {in_store:,} OwnTracks frames of this run; refused "
-          f"{sum(stats.rejected.values()) - rejected0}; duplicates and conflicts "
-          f"{stats.duplicates + stats.conflicts - dup0}")
+        print(
+            f"| {name} | {r['n']:,} | {r['took']:.2f} | {r['n'] / r['took']:,.0f} | "
+            f"{r['n'] / r['took'] / (ref['n'] / ref['took']):.0%} | {r['acked']:.2f} | "
+            f"{r['cpu'] / r['took']:.0%} | {r['broker']:.0%} |"
+        )
+    print(
+        f"\nin the store: {in_store:,} OwnTracks frames of this run; refused "
+        f"{sum(stats.rejected.values()) - rejected0}; duplicates and conflicts "
+        f"{stats.duplicates + stats.conflicts - dup0}"
+    )
     print(f"phone ingest: {timer.summary(b0)}")
     print(f"server threads' CPU (share of one CPU): {run['threads']}")
-
 
 
 def enrol(server: Any, phones: int, encrypted: bool) -> tuple[list[Any], list[Any]]:
@@ -387,8 +493,11 @@ def enrol(server: Any, phones: int, encrypted: bool) -> tuple[list[Any], list[An
         for app, out in enrolled.items():
             vid = f"{app.value[0]}{i:05d}"
             org.put_volunteer(Volunteer(vid, f"志愿者{vid}", STATION))
-            out.append(registry.enrol(volunteer_id=vid, unit_id=STATION, app=app,
-                                      now_ms=now_ms, encrypt=encrypted)[0])
+            out.append(
+                registry.enrol(
+                    volunteer_id=vid, unit_id=STATION, app=app, now_ms=now_ms, encrypt=encrypted
+                )[0]
+            )
     server.phones.sync()
     server.phone_ingress.close_registry()  # this thread's connection
     return enrolled[PhoneApp.TRACCAR], enrolled[PhoneApp.OWNTRACKS]
@@ -398,13 +507,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--phones", type=int, default=200, help="phones per app")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each HTTP run")
-    parser.add_argument("--connections", default="32,256,1024",
-                        help="HTTP connections in flight, comma-separated (one run each)")
+    parser.add_argument(
+        "--connections",
+        default="32,256,1024",
+        help="HTTP connections in flight, comma-separated (one run each)",
+    )
     parser.add_argument("--messages", type=int, default=20_000, help="OwnTracks MQTT messages")
-    parser.add_argument("--encrypted", action="store_true",
-                        help="OwnTracks payloads sealed with each phone's key")
-    parser.add_argument("--skip", action="append", default=[], choices=("http", "mqtt"),
-                        help="leave a part out (repeatable)")
+    parser.add_argument(
+        "--encrypted", action="store_true", help="OwnTracks payloads sealed with each phone's key"
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=("http", "mqtt"),
+        help="leave a part out (repeatable)",
+    )
     args = parser.parse_args()
 
     import logging
@@ -415,11 +533,17 @@ def main() -> None:
     from yijing.broker import find_mosquitto, start_mosquitto
 
     logging.basicConfig(level=logging.WARNING)
-    version = subprocess.run([find_mosquitto() or "mosquitto", "-h"], capture_output=True,
-                             text=True).stdout.split("\n")[0].strip()
-    print(f"# phone bench — {cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}, "
-          f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, paho-mqtt "
-          f"{paho.mqtt.__version__}, SQLite {sqlite3.sqlite_version}, {version}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the broker on the way out
+    version = (
+        subprocess.run([find_mosquitto() or "mosquitto", "-h"], capture_output=True, text=True)
+        .stdout.split("\n")[0]
+        .strip()
+    )
+    print(
+        f"# phone bench — {cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}, "
+        f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, paho-mqtt "
+        f"{paho.mqtt.__version__}, SQLite {sqlite3.sqlite_version}, {version}"
+    )
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         broker = start_mosquitto(tmp / "broker")
@@ -430,13 +554,26 @@ def main() -> None:
             traccar, owntracks = enrol(st.server, args.phones, args.encrypted)
             timer = BatchTimer(st.server)
             if "http" not in args.skip:
-                http_part(st.server, broker._process.pid, [p.traccar_id for p in traccar],
-                          [p.phone_id for p in traccar], timer, args.seconds,
-                          [int(c) for c in args.connections.split(",")])
+                http_part(
+                    st.server,
+                    broker._process.pid,
+                    [p.traccar_id for p in traccar],
+                    [p.phone_id for p in traccar],
+                    timer,
+                    args.seconds,
+                    [int(c) for c in args.connections.split(",")],
+                )
             if "mqtt" not in args.skip:
-                mqtt_part(st.server, broker, broker._process.pid, tmp,
-                          [(p.mqtt_user, p.secret_key) for p in owntracks], timer,
-                          args.messages, args.encrypted)
+                mqtt_part(
+                    st.server,
+                    broker,
+                    broker._process.pid,
+                    tmp,
+                    [(p.mqtt_user, p.secret_key) for p in owntracks],
+                    timer,
+                    args.messages,
+                    args.encrypted,
+                )
         finally:
             if st is not None:
                 st.stop()

@@ -23,13 +23,14 @@ take like a terminal's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,23 @@ from .frames import OSMAND_TYPE, OWNTRACKS_TYPE, PhoneArrival
 #: The most reports stored in one transaction, and the longest a report waits for others.
 BATCH_MAX = 500
 BATCH_WAIT_S = 0.02
+#: How long MQTT reports wait before they are tried again while the store fails.
+RETRY_PAUSE_S = 1.0
+#: Phones kept looked up at most (more than any station enrols; the cache is then restarted).
+MAX_CACHED = 200_000
+_UNKNOWN = object()
+
+
+def _settle(
+    future: Future[bytes], *, result: bytes | None = None, error: Exception | None = None
+) -> None:
+    """Answer an HTTP report's future, unless its request went away meanwhile (a future
+    cancelled at shutdown must not abort the batch's other answers)."""
+    with contextlib.suppress(InvalidStateError):
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or b"")
 
 
 class PhoneRefused(Exception):
@@ -132,6 +150,10 @@ class PhoneIngress:
         self._calls: dict[str, _Call] = {}
         self._calls_lock = threading.Lock()
         self._logged: set[str] = set()
+        #: Phones looked up by (how, key), valid while the registry's version stays: the
+        #: lookups were 25-42 % of a report's cost (docs/benchmarks.md, "Phones").
+        self._phones: dict[tuple[str, str], Phone | None] = {}
+        self._phones_version: int | None = None
         self.stats = PhoneStats()
 
     # --- doors (any thread) -------------------------------------------------------------------
@@ -236,13 +258,28 @@ class PhoneIngress:
                 return
             try:
                 self.process(batch)
-            except Exception as exc:  # a bug or the store: nothing was answered as stored
-                self._log.exception("phone batch of %d failed", len(batch))
-                for item in batch:
-                    if not isinstance(item, _Mqtt) and not item.reply.done():
-                        item.reply.set_exception(PhoneRefused(503, f"not stored: {exc}"))
+            except Exception as exc:  # the store, or a bug: nothing was answered as stored
+                self._failed(batch, exc)
             if stop:
                 return
+
+    def _failed(self, batch: list[_Item], exc: Exception) -> None:
+        """A batch not stored. HTTP reports are answered 503 (the app sends them again);
+        MQTT ones, which the broker holds until we PUBACK, are taken again after a pause
+        while the store fails (``StoreError``): without a PUBACK the broker would only send
+        them again on the next connection. After a bug they stay unacknowledged, for that."""
+        if isinstance(exc, StoreError):
+            self._log.error("phone batch of %d not stored: %s", len(batch), exc)
+        else:
+            self._log.exception("phone batch of %d failed", len(batch))
+        for item in batch:
+            if not isinstance(item, _Mqtt):
+                _settle(item.reply, error=PhoneRefused(503, f"not stored: {exc}"))
+        again = [item for item in batch if isinstance(item, _Mqtt)]
+        if again and isinstance(exc, StoreError):
+            time.sleep(RETRY_PAUSE_S)
+            for item in again:
+                self._queue.put(item)
 
     # --- the work -----------------------------------------------------------------------------
 
@@ -255,13 +292,37 @@ class PhoneIngress:
                 "phone report from %s refused: %s (further ones counted)", who, reason
             )
 
+    def _fresh_lookups(self) -> None:
+        """Forget cached phones when the registry changed (an enrolment, a revocation):
+        checked once a batch, so a revoked phone is refused from the next batch."""
+        version = self.registry.version()
+        if version != self._phones_version:
+            self._phones.clear()
+            self._phones_version = version
+
+    def _phone(self, how: str, key: str) -> Phone | None:
+        found = self._phones.get((how, key), _UNKNOWN)
+        if found is _UNKNOWN:
+            registry = self.registry
+            lookup = {
+                "user": registry.by_mqtt_user,
+                "traccar": registry.by_traccar_id,
+                "id": registry.get,
+            }[how]
+            found = lookup(key)
+            if len(self._phones) >= MAX_CACHED:
+                self._phones.clear()
+            self._phones[(how, key)] = found
+        assert found is None or isinstance(found, Phone)
+        return found
+
     def _decode(self, item: _Item, now_ms: int) -> PhoneArrival:
         """Authenticate and decode one report; PhoneRefused names what was wrong."""
         registry = self.registry
         try:
             if isinstance(item, _Mqtt):
                 user, device, _suffix = owntracks.topic_parts(item.topic)
-                phone = registry.by_mqtt_user(user)
+                phone = self._phone("user", user)
                 if phone is None or not phone.active or phone.app is not PhoneApp.OWNTRACKS:
                     raise PhoneRefused(403, f"{user}: no enrolled phone with this user")
                 if device != phone.owntracks_device:
@@ -271,7 +332,7 @@ class PhoneIngress:
             if isinstance(item, _OwnTracksHttp):
                 if not registry.verify_password(item.user, item.password):
                     raise PhoneRefused(401, "wrong user or password")
-                phone = registry.by_mqtt_user(item.user)
+                phone = self._phone("user", item.user)
                 if phone is None or phone.app is not PhoneApp.OWNTRACKS:
                     # (verify_password is False for an unknown or revoked user.)
                     raise PhoneRefused(403, f"{item.user}: enrolled for another app")
@@ -281,7 +342,7 @@ class PhoneIngress:
                 traccar_id, report = osmand.decode_json(item.body)
             else:
                 traccar_id, report = osmand.decode_query(item.params or {})
-            phone = registry.by_traccar_id(traccar_id)
+            phone = self._phone("traccar", traccar_id)
             if phone is None or not phone.active or phone.app is not PhoneApp.TRACCAR:
                 # The same answer for unknown and revoked: an id is not confirmed to a guesser.
                 raise PhoneRefused(
@@ -307,6 +368,7 @@ class PhoneIngress:
     def process(self, batch: list[_Item]) -> list[Accepted]:
         """Decode, store and answer one batch; return what the live feed was told."""
         now_ms = self._now_ms()
+        self._fresh_lookups()
         self.stats.received += len(batch)
         rejected: Counter[tuple[str, str]] = Counter()
         arrivals: list[tuple[PhoneArrival, _Item]] = []
@@ -318,9 +380,10 @@ class PhoneIngress:
                 self._refuse(who, str(exc) if exc.status != 200 else "stale", rejected)
                 if not isinstance(item, _Mqtt):
                     if exc.status in (200, 202):
-                        item.reply.set_result(b"[]" if isinstance(item, _OwnTracksHttp) else b"")
+                        empty = b"[]" if isinstance(item, _OwnTracksHttp) else b""
+                        _settle(item.reply, result=empty)
                     else:
-                        item.reply.set_exception(exc)
+                        _settle(item.reply, error=exc)
         stored = [(a, item) for a, item in arrivals if a.stored]
         frames = [a.frame() for a, _ in stored]
         outcomes = self._store.store_frames(frames) if frames else []
@@ -345,7 +408,7 @@ class PhoneIngress:
                 if answer is not None:
                     accepted.append(answer)
             if not isinstance(item, _Mqtt):
-                item.reply.set_result(self._reply(item, arrival, now_ms))
+                _settle(item.reply, result=self._reply(item, arrival, now_ms))
         for item in batch:  # stored or refused for good: the broker may forget them
             if isinstance(item, _Mqtt):
                 item.ack()
@@ -371,7 +434,7 @@ class PhoneIngress:
         return "traccar?"
 
     def _reply(self, item: _Item, arrival: PhoneArrival, now_ms: int) -> bytes:
-        phone = self.registry.get(arrival.phone_id)
+        phone = self._phone("id", arrival.phone_id)
         cmds = [] if phone is None else self.pending_cmds(phone, now_ms)
         if isinstance(item, _OwnTracksHttp):
             # OwnTracks HTTP mode: the reply is a JSON array of messages for the phone.

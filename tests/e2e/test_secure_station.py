@@ -165,3 +165,5 @@ def test_owntracks_phone_over_the_phone_listener_then_revoked(
         "the revoked phone dropped",
     )
     assert not connect().connected
+    # An orderly stop: a killed server would leave its embedded Mosquitto running.
+    assert server.terminate() == 0, server.describe()

@@ -369,3 +369,48 @@ def test_audit_prove_says_a_phone_fix_is_the_phones_word_only(
     err = capsys.readouterr().err
     assert "NOT PROVEN" in err and "phone report (OwnTracks)" in err
     assert '"_type": "location"' in err  # the report as the app sent it
+
+
+def test_mqtt_reports_of_a_failed_batch_are_stored_once_the_store_is_back(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker holds an MQTT report until the PUBACK and sends it again only on a new
+    connection: a batch the store refuses is taken again, not left waiting for that."""
+    from server.errors import StoreError
+    from server.phones import ingress as module
+    from tests.helpers import wait_until
+
+    monkeypatch.setattr(module, "RETRY_PAUSE_S", 0.01)
+    phone, _ = rig.enrol("v1", PhoneApp.OWNTRACKS)
+    real = rig.store.store_frames
+    failures = iter([StoreError("disk full")])
+
+    def flaky(frames: Any) -> Any:
+        for exc in failures:
+            raise exc
+        return real(frames)
+
+    monkeypatch.setattr(rig.store, "store_frames", flaky)
+    acks: list[int] = []
+    rig.ingress.start()
+    try:
+        rig.ingress.owntracks_mqtt(phone.topic, location(NOW_S - 5), lambda: acks.append(1))
+        wait_until(lambda: acks == [1], 5, "the report stored and acknowledged after a retry")
+        assert rig.store.frame_count(phone.phone_id) == 1
+    finally:
+        rig.ingress.stop()
+
+
+def test_a_cancelled_http_request_does_not_spoil_its_batch(rig: Rig) -> None:
+    phone, _ = rig.enrol("v2", PhoneApp.TRACCAR)
+    futures = [
+        rig.ingress.osmand(
+            params={"id": phone.traccar_id, "timestamp": str(NOW_S - k), "lat": "22.5", "lon": "1"}
+        )
+        for k in range(3)
+    ]
+    futures[0].cancel()  # the phone hung up (or the server is stopping)
+    rig.drain()
+    assert [f.result(0) for f in futures[1:]] == [b"", b""]
+    assert rig.store.frame_count(phone.phone_id) == 3
+    assert len(rig.stored) == 3  # duty told of all three

@@ -189,7 +189,7 @@ class PhoneIngress:
         in the reply to its next HTTP post; Traccar Client has no command channel, so its
         next report (it reports on its own interval) answers if it comes before the
         deadline. Raises ``LookupError`` for an unknown or revoked phone."""
-        phone = self._registry_get(phone_id)
+        phone = self.registry.get(phone_id)
         if phone is None or phone.revoked_ms is not None:
             raise LookupError(f"no enrolled phone {phone_id!r}")
         with self._calls_lock:
@@ -213,9 +213,6 @@ class PhoneIngress:
         if registry is not None:
             registry.close()
             self._local.registry = None
-
-    def _registry_get(self, phone_id: str) -> Phone | None:
-        return self.registry.get(phone_id)
 
     @staticmethod
     def _cmd_payload(phone: Phone) -> bytes:

@@ -185,8 +185,5 @@ class Phones:
         self._synced_version = version
         return written
 
-    def phone_ids(self) -> frozenset[str]:
-        return frozenset(p.phone_id for p in self.ingress.registry.phones())
-
     def roll_call(self, phone_id: str, call: RollCall) -> None:
         self.ingress.roll_call(phone_id, call)
